@@ -3,7 +3,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <fcntl.h>
-#include <sys/select.h>
+#include <poll.h>
 
 #include "proto.h"
 #include "util.h"
@@ -78,6 +78,23 @@ static int reader_add_batch(struct proto_reader *r, uint64_t offset, const int *
 	return 0;
 }
 
+/*
+ * The stream offset of the line that fds received with the last n bytes
+ * belong to. A stream recvmsg() does not stop before an skb carrying fds,
+ * only after it, so fd-less bytes the peer sent earlier may come first in
+ * the same read. The fds' message starts at the last line start among the
+ * bytes read (the writer sends each message with its own sendmsg()).
+ */
+static uint64_t fds_owner_offset(const struct proto_reader *r, size_t n)
+{
+	const char *data = r->buf + r->len;
+
+	for (size_t i = n - 1; i > 0; i--)
+		if (data[i - 1] == '\n')
+			return r->offset + r->len + i;
+	return r->offset + r->len;
+}
+
 int proto_reader_fill(struct proto_reader *r, int sock)
 {
 	union {
@@ -133,7 +150,7 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 	/* Truncated control data means fds were dropped by the kernel; the line
 	 * they belong to will then fail its "fds" count check. */
 	if (n_fds > 0) {
-		uint64_t at = r->offset + r->len;
+		uint64_t at = n > 0 ? fds_owner_offset(r, (size_t)n) : 0;
 		int q;
 
 		if (n == 0) {
@@ -477,12 +494,11 @@ int proto_send(int sock, struct json_object *obj, const int *fds, size_t n_fds)
 	while (r == 0 && !proto_writer_empty(&w)) {
 		r = proto_writer_flush(&w, sock);
 		if (r == -EAGAIN) {
-			/* A blocking caller on a full socket: wait for room. */
-			fd_set set;
+			/* A blocking caller on a full socket: wait for room.
+			 * poll(), as the socket may be >= FD_SETSIZE. */
+			struct pollfd pfd = { .fd = sock, .events = POLLOUT };
 
-			FD_ZERO(&set);
-			FD_SET(sock, &set);
-			r = select(sock + 1, NULL, &set, NULL, NULL) < 0 && errno != EINTR ? -errno : 0;
+			r = poll(&pfd, 1, -1) < 0 && errno != EINTR ? -errno : 0;
 		}
 	}
 	proto_writer_free(&w);
