@@ -60,10 +60,15 @@ struct liveupdate_session_get_name {
 #define LIVEUPDATE_SESSION_GET_NAME _IO(LIVEUPDATE_IOCTL_TYPE, 0x43)
 #endif
 
-_Static_assert(sizeof(struct liveupdate_ioctl_create_session) == 72, "create_session ABI");
-_Static_assert(sizeof(struct liveupdate_ioctl_retrieve_session) == 72, "retrieve_session ABI");
-_Static_assert(sizeof(struct liveupdate_session_preserve_fd) == 16, "preserve_fd ABI");
-_Static_assert(sizeof(struct liveupdate_session_retrieve_fd) == 16, "retrieve_fd ABI");
+_Static_assert(sizeof(struct liveupdate_ioctl_create_session) == 72,
+	       "create_session ABI");
+_Static_assert(sizeof(struct liveupdate_ioctl_retrieve_session) == 72,
+	       "retrieve_session ABI");
+_Static_assert(sizeof(struct liveupdate_session_preserve_fd) == 16,
+	       "preserve_fd ABI");
+_Static_assert(sizeof(struct liveupdate_session_retrieve_fd) == 16,
+	       "retrieve_fd ABI");
 _Static_assert(sizeof(struct liveupdate_session_finish) == 8, "finish ABI");
-_Static_assert(sizeof(struct liveupdate_session_get_name) == 72, "get_name ABI");
+_Static_assert(sizeof(struct liveupdate_session_get_name) == 72,
+	       "get_name ABI");
 _Static_assert(LIVEUPDATE_SESSION_NAME_LENGTH == 64, "session name length");

@@ -30,9 +30,11 @@ static void log_v(int level, int err, const char *fmt, va_list ap)
 	if (n < 0)
 		return;
 	if (log_prefix)
-		fprintf(stderr, "<%d>%s%s%s\n", level, buf, err ? ": " : "", err ? strerror(err) : "");
+		fprintf(stderr, "<%d>%s%s%s\n", level, buf, err ? ": " : "",
+			err ? strerror(err) : "");
 	else
-		fprintf(stderr, "%s: %s%s%s\n", log_ident, buf, err ? ": " : "", err ? strerror(err) : "");
+		fprintf(stderr, "%s: %s%s%s\n", log_ident, buf, err ? ": " : "",
+			err ? strerror(err) : "");
 }
 
 void log_msg(int level, const char *fmt, ...)

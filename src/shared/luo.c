@@ -25,7 +25,8 @@ static int set_name(__u8 dst[LIVEUPDATE_SESSION_NAME_LENGTH], const char *name)
 
 int luo_create_session(int dev_fd, const char *name)
 {
-	struct liveupdate_ioctl_create_session a = { .size = sizeof(a), .fd = -1 };
+	struct liveupdate_ioctl_create_session a = { .size = sizeof(a),
+						     .fd = -1 };
 	int r = set_name(a.name, name);
 
 	if (r < 0)
@@ -37,7 +38,8 @@ int luo_create_session(int dev_fd, const char *name)
 
 int luo_retrieve_session(int dev_fd, const char *name)
 {
-	struct liveupdate_ioctl_retrieve_session a = { .size = sizeof(a), .fd = -1 };
+	struct liveupdate_ioctl_retrieve_session a = { .size = sizeof(a),
+						       .fd = -1 };
 	int r = set_name(a.name, name);
 
 	if (r < 0)
@@ -49,14 +51,20 @@ int luo_retrieve_session(int dev_fd, const char *name)
 
 int luo_preserve_fd(int session_fd, int fd, uint64_t token)
 {
-	struct liveupdate_session_preserve_fd a = { .size = sizeof(a), .fd = fd, .token = token };
+	struct liveupdate_session_preserve_fd a = { .size = sizeof(a),
+						    .fd = fd,
+						    .token = token };
 
-	return ioctl(session_fd, LIVEUPDATE_SESSION_PRESERVE_FD, &a) < 0 ? -errno : 0;
+	return ioctl(session_fd, LIVEUPDATE_SESSION_PRESERVE_FD, &a) < 0 ?
+		       -errno :
+		       0;
 }
 
 int luo_retrieve_fd(int session_fd, uint64_t token)
 {
-	struct liveupdate_session_retrieve_fd a = { .size = sizeof(a), .fd = -1, .token = token };
+	struct liveupdate_session_retrieve_fd a = { .size = sizeof(a),
+						    .fd = -1,
+						    .token = token };
 
 	if (ioctl(session_fd, LIVEUPDATE_SESSION_RETRIEVE_FD, &a) < 0)
 		return -errno;
@@ -67,7 +75,8 @@ int luo_finish(int session_fd)
 {
 	struct liveupdate_session_finish a = { .size = sizeof(a) };
 
-	return ioctl(session_fd, LIVEUPDATE_SESSION_FINISH, &a) < 0 ? -errno : 0;
+	return ioctl(session_fd, LIVEUPDATE_SESSION_FINISH, &a) < 0 ? -errno :
+								      0;
 }
 
 int luo_get_name(int session_fd, char name[LIVEUPDATE_SESSION_NAME_LENGTH])

@@ -58,13 +58,15 @@ size_t proto_reader_pending_fds(const struct proto_reader *r)
 	return n;
 }
 
-static int reader_add_batch(struct proto_reader *r, uint64_t offset, const int *fds, size_t n)
+static int reader_add_batch(struct proto_reader *r, uint64_t offset,
+			    const int *fds, size_t n)
 {
 	struct proto_fd_batch *b;
 
 	if (r->n_batches == r->cap_batches) {
 		size_t cap = r->cap_batches ? r->cap_batches * 2 : 4;
-		struct proto_fd_batch *nb = realloc(r->batches, cap * sizeof(*nb));
+		struct proto_fd_batch *nb =
+			realloc(r->batches, cap * sizeof(*nb));
 
 		if (!nb)
 			return -ENOMEM;
@@ -101,7 +103,8 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 		struct cmsghdr align;
 		char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
 	} control;
-	struct msghdr mh = { .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+	struct msghdr mh = { .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf) };
 	struct iovec iov;
 	int fds[PROTO_MAX_FDS * 2];
 	size_t n_fds = 0;
@@ -131,7 +134,8 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 	if (n < 0)
 		return -errno;
 
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
+	     c = CMSG_NXTHDR(&mh, c)) {
 		size_t k;
 
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -140,7 +144,8 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 		for (size_t i = 0; i < k; i++) {
 			int fd;
 
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int),
+			       sizeof(int));
 			if (n_fds < ARRAY_SIZE(fds))
 				fds[n_fds++] = fd;
 			else
@@ -177,7 +182,8 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 }
 
 /* Move the fds of batches that started before `end` into out (or close them). */
-static size_t take_fds(struct proto_reader *r, uint64_t end, int *out, size_t max, bool *overflow)
+static size_t take_fds(struct proto_reader *r, uint64_t end, int *out,
+		       size_t max, bool *overflow)
 {
 	size_t n = 0, keep = 0;
 
@@ -222,7 +228,8 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 	if (line_len > PROTO_MAX_LINE)
 		return -EMSGSIZE;
 
-	n_fds = take_fds(r, r->offset + line_len + 1, fds, PROTO_MAX_FDS, &overflow);
+	n_fds = take_fds(r, r->offset + line_len + 1, fds, PROTO_MAX_FDS,
+			 &overflow);
 
 	tok = json_tokener_new();
 	if (!tok) {
@@ -233,10 +240,13 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 		obj = json_tokener_parse_ex(tok, r->buf, (int)line_len);
 		jerr = json_tokener_get_error(tok);
 		/* Trailing bytes after the object make the line invalid too. */
-		if (obj && jerr == json_tokener_success && (size_t)json_tokener_get_parse_end(tok) != line_len) {
+		if (obj && jerr == json_tokener_success &&
+		    (size_t)json_tokener_get_parse_end(tok) != line_len) {
 			size_t end = json_tokener_get_parse_end(tok);
 
-			while (end < line_len && (r->buf[end] == ' ' || r->buf[end] == '\t' || r->buf[end] == '\r'))
+			while (end < line_len &&
+			       (r->buf[end] == ' ' || r->buf[end] == '\t' ||
+				r->buf[end] == '\r'))
 				end++;
 			if (end != line_len)
 				jerr = json_tokener_error_parse_unexpected;
@@ -248,7 +258,8 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 	r->len -= line_len + 1;
 	memmove(r->buf, nl + 1, r->len);
 
-	if (jerr != json_tokener_success || !obj || !json_object_is_type(obj, json_type_object)) {
+	if (jerr != json_tokener_success || !obj ||
+	    !json_object_is_type(obj, json_type_object)) {
 		if (obj)
 			json_object_put(obj);
 		for (size_t i = 0; i < n_fds; i++)
@@ -256,7 +267,8 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 		return -EBADMSG;
 	}
 
-	if (json_object_object_get_ex(obj, "fds", NULL) && !proto_get_int64(obj, "fds", &want))
+	if (json_object_object_get_ex(obj, "fds", NULL) &&
+	    !proto_get_int64(obj, "fds", &want))
 		want = -1; /* present but not an integer */
 	if (!json_object_object_get_ex(obj, "fds", NULL)) {
 		/* Unsolicited fds are dropped; the line itself still counts. */
@@ -293,7 +305,8 @@ void proto_writer_free(struct proto_writer *w)
 	*w = (struct proto_writer){ 0 };
 }
 
-int proto_writer_queue(struct proto_writer *w, struct json_object *obj, const int *fds, size_t n_fds)
+int proto_writer_queue(struct proto_writer *w, struct json_object *obj,
+		       const int *fds, size_t n_fds)
 {
 	struct proto_out *o;
 	const char *text;
@@ -302,8 +315,10 @@ int proto_writer_queue(struct proto_writer *w, struct json_object *obj, const in
 	if (n_fds > PROTO_MAX_FDS)
 		return -E2BIG;
 	if (n_fds > 0)
-		json_object_object_add(obj, "fds", json_object_new_int((int)n_fds));
-	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+		json_object_object_add(obj, "fds",
+				       json_object_new_int((int)n_fds));
+	text = json_object_to_json_string_ext(
+		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	len = strlen(text);
 	if (len > PROTO_MAX_LINE)
 		return -EMSGSIZE;
@@ -351,7 +366,8 @@ int proto_writer_flush(struct proto_writer *w, int sock)
 			struct cmsghdr align;
 			char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
 		} control;
-		struct iovec iov = { .iov_base = o->data + o->sent, .iov_len = o->len - o->sent };
+		struct iovec iov = { .iov_base = o->data + o->sent,
+				     .iov_len = o->len - o->sent };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		ssize_t n;
 
@@ -408,7 +424,8 @@ struct json_object *proto_event(const char *event)
 	return o;
 }
 
-static struct json_object *reply_base(const char *cmd, struct json_object *req, bool ok)
+static struct json_object *reply_base(const char *cmd, struct json_object *req,
+				      bool ok)
 {
 	struct json_object *o = json_object_new_object(), *seq;
 
@@ -425,7 +442,8 @@ struct json_object *proto_reply_ok(const char *cmd, struct json_object *req)
 	return reply_base(cmd, req, true);
 }
 
-struct json_object *proto_reply_error(const char *cmd, struct json_object *req, const char *code, const char *fmt, ...)
+struct json_object *proto_reply_error(const char *cmd, struct json_object *req,
+				      const char *code, const char *fmt, ...)
 {
 	struct json_object *o = reply_base(cmd, req, false);
 	char msg[1024];
@@ -443,7 +461,8 @@ const char *proto_get_string(struct json_object *obj, const char *key)
 {
 	struct json_object *v;
 
-	if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_string))
+	if (!obj || !json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -452,7 +471,8 @@ bool proto_get_int64(struct json_object *obj, const char *key, int64_t *out)
 {
 	struct json_object *v;
 
-	if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_int))
+	if (!obj || !json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
 		return false;
 	*out = json_object_get_int64(v);
 	return true;
@@ -462,7 +482,8 @@ bool proto_get_bool(struct json_object *obj, const char *key, bool *out)
 {
 	struct json_object *v;
 
-	if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, json_type_boolean))
+	if (!obj || !json_object_object_get_ex(obj, key, &v) ||
+	    !json_object_is_type(v, json_type_boolean))
 		return false;
 	*out = json_object_get_boolean(v);
 	return true;
@@ -480,7 +501,8 @@ bool proto_valid_name(const char *s)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("._@:+-", c)))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || strchr("._@:+-", c)))
 			return false;
 	}
 	return true;
@@ -498,7 +520,8 @@ int proto_send(int sock, struct json_object *obj, const int *fds, size_t n_fds)
 			 * poll(), as the socket may be >= FD_SETSIZE. */
 			struct pollfd pfd = { .fd = sock, .events = POLLOUT };
 
-			r = poll(&pfd, 1, -1) < 0 && errno != EINTR ? -errno : 0;
+			r = poll(&pfd, 1, -1) < 0 && errno != EINTR ? -errno :
+								      0;
 		}
 	}
 	proto_writer_free(&w);

@@ -80,7 +80,8 @@ void proto_writer_free(struct proto_writer *w);
  * writer dups the fds; the caller keeps its own. Sets "fds" in obj when
  * n_fds > 0.
  */
-int proto_writer_queue(struct proto_writer *w, struct json_object *obj, const int *fds, size_t n_fds);
+int proto_writer_queue(struct proto_writer *w, struct json_object *obj,
+		       const int *fds, size_t n_fds);
 /* Send what the socket takes. 0 when drained, -EAGAIN when data is left, or -errno. */
 int proto_writer_flush(struct proto_writer *w, int sock);
 static inline bool proto_writer_empty(const struct proto_writer *w)
@@ -94,7 +95,8 @@ struct json_object *proto_event(const char *event);
 /* {"ok":true,"reply":CMD,"seq":<echoed>} */
 struct json_object *proto_reply_ok(const char *cmd, struct json_object *req);
 /* {"ok":false,"reply":CMD,"error":CODE,"message":...,"seq":<echoed>} */
-struct json_object *proto_reply_error(const char *cmd, struct json_object *req, const char *code, const char *fmt, ...)
+struct json_object *proto_reply_error(const char *cmd, struct json_object *req,
+				      const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* Reading fields: NULL / false when missing or of another type. */

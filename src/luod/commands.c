@@ -1,0 +1,688 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* One handler per protocol command (docs/PROTOCOL.md). */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "luo.h"
+
+struct request {
+	struct daemon *d;
+	struct client *c;
+	struct proto_msg *m;
+	const char *cmd;
+	const char *id; /* the client id this request acts for, or NULL */
+};
+
+static void reply(struct request *q, struct json_object *r, const int *fds,
+		  size_t n_fds)
+{
+	client_send(q->d, q->c, r, fds, n_fds);
+}
+
+static void reply_ok(struct request *q)
+{
+	reply(q, proto_reply_ok(q->cmd, q->m->obj), NULL, 0);
+}
+
+__attribute__((format(printf, 3, 4))) static void
+fail(struct request *q, const char *code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	reply(q, proto_reply_error(q->cmd, q->m->obj, code, "%s", msg), NULL,
+	      0);
+}
+
+static bool need_id(struct request *q)
+{
+	if (q->id)
+		return true;
+	fail(q, PROTO_E_BAD_REQUEST,
+	     "%s needs a client id: send \"id\", or HELLO with \"id\" first",
+	     q->cmd);
+	return false;
+}
+
+static bool may_touch(struct request *q, struct session *s)
+{
+	if (q->c->uid == s->uid || q->c->admin)
+		return true;
+	fail(q, PROTO_E_PERMISSION,
+	     "session %s/%s belongs to uid %u; only that user, root or the admin group may %s it",
+	     s->client, s->name, (unsigned)s->uid, q->cmd);
+	return false;
+}
+
+/* Someone else's client id: its sessions are not yours to extend. */
+static bool id_owned_by_caller(struct request *q)
+{
+	for (struct session *s = q->d->sessions; s; s = s->next)
+		if (streq(s->client, q->id) && s->uid != q->c->uid &&
+		    !q->c->admin) {
+			fail(q, PROTO_E_PERMISSION,
+			     "client id %s is used by uid %u; pick another id",
+			     q->id, (unsigned)s->uid);
+			return false;
+		}
+	return true;
+}
+
+static struct json_object *session_json(struct session *s, bool full)
+{
+	struct json_object *o = json_object_new_object();
+
+	if (full)
+		json_object_object_add(o, "client",
+				       json_object_new_string(s->client));
+	json_object_object_add(o, "name", json_object_new_string(s->name));
+	json_object_object_add(
+		o, "state",
+		json_object_new_string(session_state_name(s->state)));
+	json_object_object_add(o, "generation",
+			       json_object_new_uint64(s->generation));
+	json_object_object_add(o, "kernel_name",
+			       json_object_new_string(s->kernel_name));
+	if (full) {
+		json_object_object_add(o, "uid", json_object_new_int64(s->uid));
+		json_object_object_add(o, "created_us",
+				       json_object_new_uint64(s->created_us));
+	}
+	return o;
+}
+
+static void cmd_hello(struct request *q)
+{
+	int64_t version = PROTO_VERSION;
+	struct json_object *r;
+
+	if (json_object_object_get_ex(q->m->obj, "version", NULL) &&
+	    !proto_get_int64(q->m->obj, "version", &version)) {
+		fail(q, PROTO_E_BAD_REQUEST, "\"version\" must be an integer");
+		return;
+	}
+	if (version < 1) {
+		fail(q, PROTO_E_VERSION,
+		     "luod speaks protocol version %d; the client asked for %" PRId64,
+		     PROTO_VERSION, version);
+		return;
+	}
+	q->c->hello = true;
+	r = proto_reply_ok(q->cmd, q->m->obj);
+	json_object_object_add(r, "version",
+			       json_object_new_int(PROTO_VERSION));
+	json_object_object_add(r, "server",
+			       json_object_new_string("luod " LUOD_VERSION));
+	json_object_object_add(r, "generation",
+			       json_object_new_uint64(q->d->generation));
+	json_object_object_add(r, "uid", json_object_new_int64(q->c->uid));
+	json_object_object_add(r, "admin",
+			       json_object_new_boolean(q->c->admin));
+	reply(q, r, NULL, 0);
+}
+
+static void cmd_subscribe(struct request *q)
+{
+	if (!need_id(q) || !id_owned_by_caller(q))
+		return;
+	for (struct client *o = q->d->clients; o; o = o->next)
+		if (o != q->c && !o->dead && o->subscribed &&
+		    streq(o->id, q->id)) {
+			fail(q, PROTO_E_EXISTS,
+			     "client %s is already subscribed on another connection (pid %d)",
+			     q->id, (int)o->pid);
+			return;
+		}
+	if (q->d->phase == PHASE_REBOOTING) {
+		fail(q, PROTO_E_BUSY,
+		     "the machine is rebooting into the new kernel");
+		return;
+	}
+	q->c->subscribed = true;
+	log_info("client %s (pid %d, uid %u) subscribed", q->id, (int)q->c->pid,
+		 (unsigned)q->c->uid);
+	if (q->c->hello)
+		reply_ok(q);
+	if (q->d->phase == PHASE_PREPARING) {
+		/* Late subscribers join the barrier of the update in progress. */
+		q->d->waiting++;
+		update_prepare_client(q->d, q->c);
+	}
+}
+
+static void cmd_create_session(struct request *q)
+{
+	const char *name = proto_get_string(q->m->obj, "name");
+	struct json_object *r;
+	struct session *s;
+	int e;
+
+	if (!need_id(q) || !id_owned_by_caller(q))
+		return;
+	if (!proto_valid_name(name)) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "\"name\" must be 1 to %d bytes of A-Z a-z 0-9 . _ @ : + -",
+		     PROTO_ID_MAX);
+		return;
+	}
+	if (q->d->phase == PHASE_REBOOTING ||
+	    (q->d->phase == PHASE_PREPARING && q->c->ready)) {
+		fail(q, PROTO_E_STATE,
+		     "too late to create a session: this client already said READY");
+		return;
+	}
+	e = session_create(q->d, q->id, name, q->c->uid, &s);
+	if (e == -EEXIST) {
+		fail(q, PROTO_E_EXISTS,
+		     "client %s already has a session named %s; CLAIM gives it back, or pick another name",
+		     q->id, name);
+		return;
+	}
+	if (e < 0) {
+		fail(q, PROTO_E_KERNEL,
+		     "LIVEUPDATE_IOCTL_CREATE_SESSION failed: %s",
+		     strerror(-e));
+		return;
+	}
+	r = proto_reply_ok(q->cmd, q->m->obj);
+	json_object_object_add(r, "session", session_json(s, false));
+	reply(q, r, &s->fd, 1);
+}
+
+static bool in_update(struct request *q)
+{
+	if (q->d->phase == PHASE_PREPARING && q->c->subscribed)
+		return true;
+	fail(q, PROTO_E_STATE,
+	     q->c->subscribed ? "no update is being prepared" :
+				"this connection has not subscribed");
+	return false;
+}
+
+static void cmd_ready(struct request *q)
+{
+	if (!in_update(q))
+		return;
+	if (q->c->hello)
+		reply_ok(q);
+	update_client_ready(q->d, q->c);
+}
+
+static void cmd_not_ready(struct request *q)
+{
+	const char *reason = proto_get_string(q->m->obj, "reason");
+
+	if (!in_update(q))
+		return;
+	reply_ok(q);
+	update_client_not_ready(q->d, q->c,
+				reason ? reason : "no reason given");
+}
+
+static void cmd_claim(struct request *q)
+{
+	const char *name = proto_get_string(q->m->obj, "name");
+	struct json_object *r, *arr;
+	int fds[PROTO_MAX_FDS];
+	size_t n = 0;
+
+	if (!need_id(q))
+		return;
+	for (struct session *s = q->d->sessions; s; s = s->next) {
+		if (!streq(s->client, q->id) || (name && !streq(s->name, name)))
+			continue;
+		if (!may_touch(q, s))
+			return;
+		n++;
+	}
+	if (n == 0) {
+		fail(q, PROTO_E_NOT_FOUND,
+		     "luod holds no session %s%s%s; luoctl list shows what it holds",
+		     q->id, name ? "/" : "", name ? name : "");
+		return;
+	}
+	if (n > PROTO_MAX_FDS) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "client %s has %zu sessions; claim them by name, %d at most at once",
+		     q->id, n, PROTO_MAX_FDS);
+		return;
+	}
+	arr = json_object_new_array();
+	n = 0;
+	for (struct session *s = q->d->sessions; s; s = s->next) {
+		int e;
+
+		if (!streq(s->client, q->id) || (name && !streq(s->name, name)))
+			continue;
+		e = session_claim(q->d, s);
+		if (e < 0) {
+			json_object_put(arr);
+			fail(q, PROTO_E_KERNEL,
+			     "cannot retrieve session %s/%s (%s) from the kernel: %s",
+			     s->client, s->name, s->kernel_name, strerror(-e));
+			return;
+		}
+		fds[n++] = s->fd;
+		json_object_array_add(arr, session_json(s, false));
+		log_info("client %s (pid %d) claimed session %s (%s)", q->id,
+			 (int)q->c->pid, s->name, session_state_name(s->state));
+	}
+	r = proto_reply_ok(q->cmd, q->m->obj);
+	json_object_object_add(r, "sessions", arr);
+	reply(q, r, fds, n);
+	if (q->c->hello)
+		return;
+	/* luo-agent's flow has no FINISHED: a legacy client takes the session
+	 * over outright, as it would from luo-agent. The reply holds its own
+	 * copies of the fds until they are sent. */
+	for (struct session *s = q->d->sessions, *next; s; s = next) {
+		next = s->next;
+		if (streq(s->client, q->id) &&
+		    (!name || streq(s->name, name)) &&
+		    s->state == SESSION_CLAIMED)
+			session_forget(q->d, s);
+	}
+	q->d->state_dirty = true;
+}
+
+static struct session *target_session(struct request *q)
+{
+	const char *name = proto_get_string(q->m->obj, "name");
+	struct session *s;
+
+	if (!need_id(q))
+		return NULL;
+	if (!proto_valid_name(name)) {
+		fail(q, PROTO_E_BAD_REQUEST, "%s needs the session's \"name\"",
+		     q->cmd);
+		return NULL;
+	}
+	s = session_find(q->d, q->id, name);
+	if (!s) {
+		fail(q, PROTO_E_NOT_FOUND,
+		     "luod holds no session %s/%s; luoctl list shows what it holds",
+		     q->id, name);
+		return NULL;
+	}
+	return may_touch(q, s) ? s : NULL;
+}
+
+static void cmd_finished(struct request *q)
+{
+	struct session *s = target_session(q);
+
+	if (!s)
+		return;
+	if (s->state != SESSION_CLAIMED) {
+		fail(q, PROTO_E_STATE,
+		     "session %s/%s is %s, not claimed: CLAIM it first%s",
+		     s->client, s->name, session_state_name(s->state),
+		     s->state == SESSION_OUTGOING ?
+			     " (a session created this boot is dropped with RELEASE)" :
+			     "");
+		return;
+	}
+	timeline_add(q->d, "finished", s->client, s->name);
+	log_info("client %s finished session %s; luod lets go of it", s->client,
+		 s->name);
+	session_forget(q->d, s);
+	q->d->state_dirty = true;
+	reply_ok(q);
+}
+
+static void cmd_release(struct request *q)
+{
+	struct session *s = target_session(q);
+
+	if (!s)
+		return;
+	if (q->d->phase != PHASE_IDLE && s->state == SESSION_OUTGOING) {
+		fail(q, PROTO_E_STATE,
+		     "an update is in progress; release %s/%s after it, or ABORT it first",
+		     s->client, s->name);
+		return;
+	}
+	if (s->state == SESSION_INCOMING) {
+		/* Retrieving and finishing is what frees its pinned memory. */
+		int fd = luo_retrieve_session(q->d->dev_fd, s->kernel_name);
+
+		if (fd >= 0) {
+			luo_finish(fd);
+			close(fd);
+		} else {
+			log_errno(fd, "retrieving %s to release it",
+				  s->kernel_name);
+		}
+	}
+	log_notice("session %s/%s (%s, %s) released by uid %u", s->client,
+		   s->name, s->kernel_name, session_state_name(s->state),
+		   (unsigned)q->c->uid);
+	session_forget(q->d, s);
+	q->d->state_dirty = true;
+	reply_ok(q);
+}
+
+static struct json_object *last_update_json(struct daemon *d)
+{
+	struct json_object *o;
+	uint64_t reboot = 0, up = 0;
+	int64_t v;
+
+	if (!d->last_timeline)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "generation",
+			       json_object_new_uint64(d->generation));
+	json_object_object_add(o, "timeline",
+			       json_object_get(d->last_timeline));
+	for (size_t i = 0; i < json_object_array_length(d->last_timeline);
+	     i++) {
+		struct json_object *e =
+			json_object_array_get_idx(d->last_timeline, i);
+		const char *ev = proto_get_string(e, "event");
+
+		if (!proto_get_int64(e, "t_us", &v))
+			continue;
+		if (streq(ev, "reboot"))
+			reboot = (uint64_t)v;
+		else if (streq(ev, "luod_up"))
+			up = (uint64_t)v;
+	}
+	if (reboot && up >= reboot)
+		json_object_object_add(o, "blackout_us",
+				       json_object_new_uint64(up - reboot));
+	return o;
+}
+
+static void cmd_status(struct request *q)
+{
+	struct daemon *d = q->d;
+	struct json_object *r = proto_reply_ok(q->cmd, q->m->obj),
+			   *clients = json_object_new_array();
+	struct json_object *counts = json_object_new_object(), *lu;
+	unsigned subscribed = 0;
+
+	json_object_object_add(r, "phase",
+			       json_object_new_string(phase_name(d->phase)));
+	json_object_object_add(r, "generation",
+			       json_object_new_uint64(d->generation));
+	json_object_object_add(r, "kernel_loaded",
+			       json_object_new_boolean(kexec_loaded()));
+	for (struct client *c = d->clients; c; c = c->next) {
+		struct json_object *co;
+
+		if (c->dead || !c->id[0])
+			continue;
+		subscribed += c->subscribed;
+		co = json_object_new_object();
+		json_object_object_add(co, "id", json_object_new_string(c->id));
+		json_object_object_add(co, "pid", json_object_new_int(c->pid));
+		json_object_object_add(co, "uid",
+				       json_object_new_int64(c->uid));
+		json_object_object_add(co, "subscribed",
+				       json_object_new_boolean(c->subscribed));
+		json_object_object_add(co, "ready",
+				       json_object_new_boolean(c->ready));
+		json_object_array_add(clients, co);
+	}
+	json_object_object_add(r, "clients", clients);
+	json_object_object_add(r, "subscribed",
+			       json_object_new_int((int)subscribed));
+	for (int st = SESSION_OUTGOING; st <= SESSION_CLAIMED; st++)
+		json_object_object_add(counts, session_state_name(st),
+				       json_object_new_int((int)sessions_count(
+					       d, (enum session_state)st)));
+	json_object_object_add(r, "sessions", counts);
+	if (d->phase == PHASE_PREPARING) {
+		struct json_object *u = json_object_new_object(),
+				   *w = json_object_new_array();
+		uint64_t now = now_mono_us();
+
+		json_object_object_add(u, "id",
+				       json_object_new_uint64(d->update_id));
+		json_object_object_add(
+			u, "ms_left",
+			json_object_new_uint64(d->deadline_us > now ?
+						       (d->deadline_us - now) /
+							       1000 :
+						       0));
+		for (struct client *c = d->clients; c; c = c->next)
+			if (!c->dead && c->subscribed && !c->ready)
+				json_object_array_add(
+					w, json_object_new_string(c->id));
+		json_object_object_add(u, "waiting_for", w);
+		json_object_object_add(r, "update", u);
+	} else {
+		json_object_object_add(r, "update", NULL);
+	}
+	lu = last_update_json(d);
+	json_object_object_add(r, "last_update", lu);
+	reply(q, r, NULL, 0);
+}
+
+static void cmd_list(struct request *q)
+{
+	struct json_object *r = proto_reply_ok(q->cmd, q->m->obj),
+			   *arr = json_object_new_array();
+
+	for (struct session *s = q->d->sessions; s; s = s->next)
+		if (q->c->admin || s->uid == q->c->uid)
+			json_object_array_add(arr, session_json(s, true));
+	json_object_object_add(r, "sessions", arr);
+	reply(q, r, NULL, 0);
+}
+
+static bool idle(struct request *q)
+{
+	if (q->d->phase == PHASE_IDLE)
+		return true;
+	fail(q, PROTO_E_STATE, "an update is %s; wait for it or ABORT it",
+	     phase_name(q->d->phase));
+	return false;
+}
+
+static void cmd_load(struct request *q)
+{
+	const char *kernel = proto_get_string(q->m->obj, "kernel");
+	const char *initrd = proto_get_string(q->m->obj, "initrd");
+	const char *cmdline = proto_get_string(q->m->obj, "cmdline");
+	_cleanup_free_ char *proc = NULL;
+	bool reuse = false;
+	char err[512];
+	int r;
+
+	if (!idle(q))
+		return;
+	proto_get_bool(q->m->obj, "reuse_cmdline", &reuse);
+	if (!kernel || kernel[0] != '/') {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "LOAD needs \"kernel\", an absolute path");
+		return;
+	}
+	if (initrd && initrd[0] != '/') {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "\"initrd\" must be an absolute path");
+		return;
+	}
+	if (!!cmdline == reuse) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "give exactly one of \"cmdline\" and \"reuse_cmdline\":true");
+		return;
+	}
+	if (reuse) {
+		_cleanup_close_ int fd =
+			open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+		size_t len = 0;
+
+		r = fd < 0 ? -errno : read_all_fd(fd, 65536, &proc, &len);
+		if (r < 0) {
+			fail(q, PROTO_E_INTERNAL,
+			     "cannot read /proc/cmdline: %s", strerror(-r));
+			return;
+		}
+		while (len && (proc[len - 1] == '\n' || proc[len - 1] == ' '))
+			proc[--len] = '\0';
+		cmdline = proc;
+	}
+	r = kexec_load(kernel, initrd, cmdline, err, sizeof(err));
+	if (r < 0) {
+		fail(q, PROTO_E_KERNEL, "%s", err);
+		return;
+	}
+	log_notice("kernel %s loaded (initrd %s) with command line: %s", kernel,
+		   initrd ? initrd : "none", cmdline);
+	reply_ok(q);
+}
+
+static void cmd_unload(struct request *q)
+{
+	int r;
+
+	if (!idle(q))
+		return;
+	r = kexec_unload();
+	if (r < 0) {
+		fail(q, PROTO_E_KERNEL, "unloading the kexec kernel failed: %s",
+		     strerror(-r));
+		return;
+	}
+	log_notice("kexec kernel unloaded");
+	reply_ok(q);
+}
+
+static void cmd_kexec(struct request *q)
+{
+	struct daemon *d = q->d;
+	int64_t timeout = d->cfg.timeout_s;
+	bool force = false;
+	char left[512] = "";
+	size_t len = 0;
+
+	if (!idle(q))
+		return;
+	if (json_object_object_get_ex(q->m->obj, "timeout", NULL) &&
+	    (!proto_get_int64(q->m->obj, "timeout", &timeout) || timeout < 1 ||
+	     timeout > 86400)) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "\"timeout\" must be a whole number of seconds from 1 to 86400");
+		return;
+	}
+	proto_get_bool(q->m->obj, "force", &force);
+	if (!kexec_loaded()) {
+		fail(q, PROTO_E_NO_KERNEL,
+		     "no kernel is loaded for kexec; load one with: luoctl load KERNEL --initrd "
+		     "INITRD --reuse-cmdline");
+		return;
+	}
+	/* Sessions from the last update cannot be preserved again: a kexec now
+	 * would free them. Say which, unless the operator insists. */
+	for (struct session *s = d->sessions; s && !force; s = s->next) {
+		if (s->state == SESSION_OUTGOING)
+			continue;
+		if (len < sizeof(left))
+			len += (size_t)snprintf(left + len, sizeof(left) - len,
+						"%s%s/%s (%s)", len ? ", " : "",
+						s->client, s->name,
+						session_state_name(s->state));
+	}
+	if (len) {
+		fail(q, PROTO_E_STATE,
+		     "sessions from the last update are still held and would be lost: %s. Let their clients claim "
+		     "and finish them, release them (luoctl release), or force the update",
+		     left);
+		return;
+	}
+	q->c->kexec_request = json_object_get(q->m->obj);
+	update_start(d, q->c, (unsigned)timeout);
+}
+
+static void cmd_abort(struct request *q)
+{
+	if (q->d->phase != PHASE_PREPARING) {
+		fail(q, PROTO_E_STATE, "no update is being prepared");
+		return;
+	}
+	reply_ok(q);
+	update_abort(q->d, PROTO_E_ABORTED, "aborted by uid %u (pid %d)",
+		     (unsigned)q->c->uid, (int)q->c->pid);
+}
+
+static const struct command {
+	const char *name;
+	void (*run)(struct request *q);
+	bool admin;
+	bool binds_id; /* "id" names this connection's client, not a target */
+} commands[] = {
+	{ "HELLO", cmd_hello, false, true },
+	{ "SUBSCRIBE", cmd_subscribe, false, true },
+	{ "CREATE_SESSION", cmd_create_session, false, true },
+	{ "READY", cmd_ready, false, true },
+	{ "NOT_READY", cmd_not_ready, false, true },
+	{ "CLAIM", cmd_claim, false, true },
+	{ "FINISHED", cmd_finished, false, true },
+	{ "RELEASE", cmd_release, false, false },
+	{ "STATUS", cmd_status, false, false },
+	{ "LIST", cmd_list, false, false },
+	{ "LOAD", cmd_load, true, false },
+	{ "UNLOAD", cmd_unload, true, false },
+	{ "KEXEC", cmd_kexec, true, false },
+	{ "ABORT", cmd_abort, true, false },
+};
+
+void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m)
+{
+	struct request q = {
+		.d = d, .c = c, .m = m, .cmd = proto_get_string(m->obj, "cmd")
+	};
+	const char *id = proto_get_string(m->obj, "id");
+	const struct command *cmd = NULL;
+
+	for (size_t i = 0; q.cmd && i < ARRAY_SIZE(commands); i++)
+		if (streq(commands[i].name, q.cmd))
+			cmd = &commands[i];
+	if (!q.cmd) {
+		q.cmd = NULL;
+		fail(&q, PROTO_E_BAD_REQUEST,
+		     "no \"cmd\" string in the request");
+		return;
+	}
+	if (!cmd) {
+		fail(&q, PROTO_E_UNKNOWN_COMMAND,
+		     "unknown command '%.64s'; see docs/PROTOCOL.md", q.cmd);
+		return;
+	}
+	if (json_object_object_get_ex(m->obj, "id", NULL) &&
+	    !proto_valid_name(id)) {
+		fail(&q, PROTO_E_BAD_REQUEST,
+		     "\"id\" must be 1 to %d bytes of A-Z a-z 0-9 . _ @ : + -",
+		     PROTO_ID_MAX);
+		return;
+	}
+	if (cmd->admin && !c->admin) {
+		fail(&q, PROTO_E_PERMISSION,
+		     "%s is for root or the admin group; uid %u is neither",
+		     q.cmd, (unsigned)c->uid);
+		return;
+	}
+	if (cmd->binds_id) {
+		if (id && c->id[0] && !streq(id, c->id)) {
+			fail(&q, PROTO_E_BAD_REQUEST,
+			     "this connection speaks for client %s; open another connection for %s",
+			     c->id, id);
+			return;
+		}
+		if (id && !c->id[0])
+			snprintf(c->id, sizeof(c->id), "%s", id);
+		q.id = c->id[0] ? c->id : NULL;
+	} else {
+		q.id = id ? id : (c->id[0] ? c->id : NULL);
+	}
+	cmd->run(&q);
+}

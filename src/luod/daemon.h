@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* luod's internal state, shared by its files. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+struct daemon;
+
+#define LUOD_STATE_SESSION "luod.state"
+#define LUOD_STATE_TOKEN 1
+#define LUOD_MAX_QUEUED_BYTES (1024 * 1024)
+
+/* Anything in the epoll set: the listener, the timer, signals, clients. */
+struct watch {
+	int fd;
+	void (*handler)(struct daemon *d, struct watch *w, uint32_t events);
+};
+
+enum session_state {
+	SESSION_OUTGOING, /* created this boot; goes across the next kexec */
+	SESSION_INCOMING, /* came across the last kexec; not retrieved yet */
+	SESSION_CLAIMED, /* retrieved from the kernel and handed to its client */
+};
+
+struct session {
+	struct session *next;
+	char client[PROTO_ID_MAX + 1];
+	char name[PROTO_ID_MAX + 1];
+	char kernel_name[64];
+	uid_t uid;
+	uint64_t generation;
+	uint64_t created_us;
+	enum session_state state;
+	int fd; /* luod's own copy; -1 while incoming */
+};
+
+struct client {
+	struct watch watch; /* first: the epoll handler finds the client by it */
+	struct client *next;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	bool admin;
+	char id[PROTO_ID_MAX + 1];
+	bool hello; /* spoke HELLO: full replies and PREPARE events */
+	bool subscribed;
+	bool ready;
+	bool waits_kexec; /* sent KEXEC: gets PROGRESS and the final reply */
+	bool dead;
+	struct json_object *kexec_request;
+	struct proto_reader in;
+	struct proto_writer out;
+};
+
+enum update_phase {
+	PHASE_IDLE,
+	PHASE_PREPARING,
+	PHASE_REBOOTING,
+};
+
+struct config {
+	const char *socket_path;
+	const char *device_path;
+	const char *state_dir;
+	unsigned timeout_s;
+	unsigned max_clients;
+	gid_t admin_gid;
+	bool have_admin_gid;
+	bool no_reboot; /* tests: stop right before the reboot syscall */
+};
+
+struct daemon {
+	struct config cfg;
+	int epoll_fd;
+	int dev_fd;
+	struct watch listener, timer, signals;
+	struct client *clients;
+	unsigned n_clients;
+	struct session *sessions;
+	uint64_t generation; /* live updates this machine has been through */
+	uint64_t next_serial;
+	bool quit;
+	bool state_dirty; /* the copy under state_dir is behind */
+
+	enum update_phase phase;
+	uint64_t update_id;
+	uint64_t deadline_us;
+	unsigned waiting; /* subscribers not ready yet */
+	struct json_object *timeline; /* the update in progress */
+	struct json_object
+		*last_timeline; /* the update that brought this boot up */
+};
+
+/* main.c */
+int daemon_watch(struct daemon *d, struct watch *w, uint32_t events);
+int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events);
+
+/* client.c */
+void client_accept(struct daemon *d, struct watch *w, uint32_t events);
+void client_send(struct daemon *d, struct client *c, struct json_object *msg,
+		 const int *fds, size_t n_fds);
+void client_drop(struct daemon *d, struct client *c, const char *why);
+void clients_reap(struct daemon *d);
+
+/* commands.c */
+void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m);
+
+/* sessions.c */
+struct session *session_find(struct daemon *d, const char *client,
+			     const char *name);
+int session_create(struct daemon *d, const char *client, const char *name,
+		   uid_t uid, struct session **out);
+int session_claim(struct daemon *d, struct session *s);
+void session_forget(struct daemon *d, struct session *s);
+const char *session_state_name(enum session_state st);
+unsigned sessions_count(struct daemon *d, enum session_state st);
+
+/* update.c */
+void update_start(struct daemon *d, struct client *requester,
+		  unsigned timeout_s);
+void update_client_ready(struct daemon *d, struct client *c);
+void update_client_not_ready(struct daemon *d, struct client *c,
+			     const char *reason);
+void update_client_gone(struct daemon *d, struct client *c);
+void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void update_timer(struct daemon *d, struct watch *w, uint32_t events);
+void update_prepare_client(struct daemon *d, struct client *c);
+void timeline_add(struct daemon *d, const char *event, const char *client,
+		  const char *name);
+const char *phase_name(enum update_phase p);
+
+/* state.c: luod's manifest across kexec and restarts */
+int state_load(struct daemon *d);
+int state_save_run(struct daemon *d);
+int state_preserve(struct daemon *d, int *state_session_fd);
+
+/* kexec.c */
+int kexec_load(const char *kernel, const char *initrd, const char *cmdline,
+	       char *err, size_t errlen);
+int kexec_unload(void);
+bool kexec_loaded(void);
+int kexec_reboot(void);

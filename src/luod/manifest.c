@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <stdarg.h>
+
+#include "manifest.h"
+#include "util.h"
+
+void manifest_clear(struct manifest *m)
+{
+	free(m->sessions);
+	if (m->timeline)
+		json_object_put(m->timeline);
+	if (m->last_timeline)
+		json_object_put(m->last_timeline);
+	*m = (struct manifest){ 0 };
+}
+
+char *manifest_encode(const struct manifest *m)
+{
+	struct json_object *o = json_object_new_object(),
+			   *arr = json_object_new_array();
+	char *text;
+
+	json_object_object_add(o, "format",
+			       json_object_new_string(MANIFEST_FORMAT));
+	json_object_object_add(o, "version",
+			       json_object_new_int(MANIFEST_VERSION));
+	json_object_object_add(o, "generation",
+			       json_object_new_uint64(m->generation));
+	json_object_object_add(o, "next_serial",
+			       json_object_new_uint64(m->next_serial));
+	for (size_t i = 0; i < m->n_sessions; i++) {
+		const struct manifest_session *s = &m->sessions[i];
+		struct json_object *so = json_object_new_object();
+
+		json_object_object_add(so, "client",
+				       json_object_new_string(s->client));
+		json_object_object_add(so, "name",
+				       json_object_new_string(s->name));
+		json_object_object_add(so, "kernel_name",
+				       json_object_new_string(s->kernel_name));
+		json_object_object_add(so, "uid",
+				       json_object_new_int64(s->uid));
+		json_object_object_add(so, "generation",
+				       json_object_new_uint64(s->generation));
+		json_object_object_add(so, "created_us",
+				       json_object_new_uint64(s->created_us));
+		if (s->incoming)
+			json_object_object_add(so, "incoming",
+					       json_object_new_boolean(1));
+		if (s->claimed)
+			json_object_object_add(so, "claimed",
+					       json_object_new_boolean(1));
+		json_object_array_add(arr, so);
+	}
+	json_object_object_add(o, "sessions", arr);
+	if (m->timeline)
+		json_object_object_add(o, "timeline",
+				       json_object_get(m->timeline));
+	if (m->last_timeline)
+		json_object_object_add(o, "last_timeline",
+				       json_object_get(m->last_timeline));
+	text = strdup(
+		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return text;
+}
+
+_printf_(3, 4) static int bad(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EBADMSG;
+}
+
+static int get_u64(struct json_object *o, const char *key, uint64_t *out)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return -1;
+	/* json-c keeps large numbers as uint64; negative ones as int64. */
+	if (json_object_get_int64(v) < 0)
+		return -1;
+	*out = json_object_get_uint64(v);
+	return 0;
+}
+
+static int get_str(struct json_object *o, const char *key, char *dst,
+		   size_t max, bool name)
+{
+	const char *s = proto_get_string(o, key);
+
+	if (!s || strlen(s) >= max || (name && !proto_valid_name(s)) || !*s)
+		return -1;
+	strcpy(dst, s);
+	return 0;
+}
+
+static int timeline_ok(struct json_object *o, const char *key,
+		       struct json_object **out)
+{
+	struct json_object *v;
+
+	*out = NULL;
+	if (!json_object_object_get_ex(o, key, &v))
+		return 0;
+	if (!json_object_is_type(v, json_type_array))
+		return -1;
+	for (size_t i = 0; i < json_object_array_length(v); i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+
+		if (!json_object_is_type(e, json_type_object) ||
+		    !proto_get_string(e, "event"))
+			return -1;
+	}
+	*out = json_object_get(v);
+	return 0;
+}
+
+int manifest_decode(const char *text, size_t len, struct manifest *out,
+		    char *err, size_t errlen)
+{
+	struct json_tokener *tok;
+	struct json_object *o, *arr;
+	struct manifest m = { 0 };
+	int64_t version;
+	int r = 0;
+
+	*out = (struct manifest){ 0 };
+	if (len > MANIFEST_MAX_BYTES || len > INT32_MAX)
+		return bad(err, errlen,
+			   "manifest is %zu bytes, over the %d byte limit", len,
+			   MANIFEST_MAX_BYTES);
+	tok = json_tokener_new();
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+		r = bad(err, errlen, "manifest is not valid JSON: %s",
+			json_tokener_error_desc(json_tokener_get_error(tok)));
+		json_tokener_free(tok);
+		if (o)
+			json_object_put(o);
+		return r;
+	}
+	json_tokener_free(tok);
+
+	if (!json_object_is_type(o, json_type_object) ||
+	    !streq(proto_get_string(o, "format"), MANIFEST_FORMAT)) {
+		r = bad(err, errlen,
+			"not a luod manifest (no \"format\":\"%s\")",
+			MANIFEST_FORMAT);
+		goto out;
+	}
+	if (!proto_get_int64(o, "version", &version) ||
+	    version != MANIFEST_VERSION) {
+		r = bad(err, errlen, "manifest version is not %d",
+			MANIFEST_VERSION);
+		goto out;
+	}
+	if (get_u64(o, "generation", &m.generation) < 0 ||
+	    get_u64(o, "next_serial", &m.next_serial) < 0) {
+		r = bad(err, errlen,
+			"manifest lacks a valid generation or next_serial");
+		goto out;
+	}
+	if (!json_object_object_get_ex(o, "sessions", &arr) ||
+	    !json_object_is_type(arr, json_type_array)) {
+		r = bad(err, errlen, "manifest lacks a sessions array");
+		goto out;
+	}
+	m.n_sessions = json_object_array_length(arr);
+	m.sessions =
+		calloc(m.n_sessions ? m.n_sessions : 1, sizeof(*m.sessions));
+	if (!m.sessions) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < m.n_sessions; i++) {
+		struct json_object *so = json_object_array_get_idx(arr, i);
+		struct manifest_session *s = &m.sessions[i];
+		uint64_t uid;
+		bool b;
+
+		if (!json_object_is_type(so, json_type_object) ||
+		    get_str(so, "client", s->client, sizeof(s->client), true) <
+			    0 ||
+		    get_str(so, "name", s->name, sizeof(s->name), true) < 0 ||
+		    get_str(so, "kernel_name", s->kernel_name,
+			    sizeof(s->kernel_name), false) < 0 ||
+		    get_u64(so, "uid", &uid) < 0 || uid > UINT32_MAX - 1 ||
+		    get_u64(so, "generation", &s->generation) < 0 ||
+		    get_u64(so, "created_us", &s->created_us) < 0) {
+			r = bad(err, errlen,
+				"session %zu in the manifest is malformed", i);
+			goto out;
+		}
+		s->uid = (uid_t)uid;
+		s->incoming = proto_get_bool(so, "incoming", &b) && b;
+		s->claimed = proto_get_bool(so, "claimed", &b) && b;
+		for (size_t j = 0; j < i; j++) {
+			if (streq(m.sessions[j].kernel_name, s->kernel_name) ||
+			    (streq(m.sessions[j].client, s->client) &&
+			     streq(m.sessions[j].name, s->name))) {
+				r = bad(err, errlen,
+					"session %zu duplicates session %zu", i,
+					j);
+				goto out;
+			}
+		}
+	}
+	if (timeline_ok(o, "timeline", &m.timeline) < 0 ||
+	    timeline_ok(o, "last_timeline", &m.last_timeline) < 0) {
+		r = bad(err, errlen, "manifest timeline is malformed");
+		goto out;
+	}
+	*out = m;
+	m = (struct manifest){ 0 };
+out:
+	manifest_clear(&m);
+	json_object_put(o);
+	return r;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The manifest: what luod must remember across a kexec or its own restart.
+ * Pure encoding and decoding, so the host unit tests and the fuzzer cover it.
+ */
+#pragma once
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+#define MANIFEST_FORMAT "luod-manifest"
+#define MANIFEST_VERSION 1
+#define MANIFEST_MAX_BYTES (16 * 1024 * 1024)
+
+struct manifest_session {
+	char client[PROTO_ID_MAX + 1];
+	char name[PROTO_ID_MAX + 1];
+	char kernel_name[64];
+	uid_t uid;
+	uint64_t generation;
+	uint64_t created_us;
+	/* Only in the copy under /run: the session came across the last kexec
+	 * (incoming or claimed) rather than being created this boot. */
+	int incoming;
+	int claimed;
+};
+
+struct manifest {
+	uint64_t generation;
+	uint64_t next_serial;
+	struct manifest_session *sessions;
+	size_t n_sessions;
+	struct json_object *timeline; /* array, may be NULL */
+	struct json_object *last_timeline; /* array, may be NULL */
+};
+
+void manifest_clear(struct manifest *m);
+/* Returns a malloc()ed JSON text, or NULL when out of memory. */
+char *manifest_encode(const struct manifest *m);
+/* 0, or -EBADMSG with a reason in err for anything malformed. */
+int manifest_decode(const char *text, size_t len, struct manifest *out,
+		    char *err, size_t errlen);

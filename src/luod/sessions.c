@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The sessions luod holds for its clients, keyed by (client id, name). */
+#include <inttypes.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "luo.h"
+
+const char *session_state_name(enum session_state st)
+{
+	switch (st) {
+	case SESSION_OUTGOING:
+		return "outgoing";
+	case SESSION_INCOMING:
+		return "incoming";
+	case SESSION_CLAIMED:
+		return "claimed";
+	}
+	return "?";
+}
+
+struct session *session_find(struct daemon *d, const char *client,
+			     const char *name)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (streq(s->client, client) && streq(s->name, name))
+			return s;
+	return NULL;
+}
+
+unsigned sessions_count(struct daemon *d, enum session_state st)
+{
+	unsigned n = 0;
+
+	for (struct session *s = d->sessions; s; s = s->next)
+		n += s->state == st;
+	return n;
+}
+
+/*
+ * Kernel names are one namespace for the whole machine and hold 63 bytes.
+ * The serial makes ours unique; the rest only helps a person reading
+ * /proc/PID/fd or the kernel's debug output.
+ */
+static void make_kernel_name(char out[64], uint64_t serial, const char *client,
+			     const char *name)
+{
+	snprintf(out, 64, "luod.%" PRIu64 ".%s.%s", serial, client, name);
+}
+
+int session_create(struct daemon *d, const char *client, const char *name,
+		   uid_t uid, struct session **out)
+{
+	struct session *s;
+	int fd = -EEXIST;
+
+	if (session_find(d, client, name))
+		return -EEXIST;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	/* A name can still be taken in the kernel by a session from before a
+	 * luod restart: skip serials until one is free. */
+	for (int tries = 0; tries < 1000 && fd == -EEXIST; tries++) {
+		make_kernel_name(s->kernel_name, d->next_serial++, client,
+				 name);
+		fd = luo_create_session(d->dev_fd, s->kernel_name);
+	}
+	if (fd < 0) {
+		free(s);
+		return fd;
+	}
+	snprintf(s->client, sizeof(s->client), "%s", client);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->uid = uid;
+	s->generation = d->generation;
+	s->created_us = now_real_us();
+	s->state = SESSION_OUTGOING;
+	s->fd = fd;
+	s->next = d->sessions;
+	d->sessions = s;
+	log_info("session %s/%s created for uid %u as %s", client, name,
+		 (unsigned)uid, s->kernel_name);
+	d->state_dirty = true;
+	*out = s;
+	return 0;
+}
+
+/* Retrieve an incoming session from the kernel, the first time it is claimed. */
+int session_claim(struct daemon *d, struct session *s)
+{
+	int fd;
+
+	if (s->state != SESSION_INCOMING)
+		return 0;
+	fd = luo_retrieve_session(d->dev_fd, s->kernel_name);
+	if (fd < 0)
+		return log_errno(
+			fd,
+			"cannot retrieve session %s/%s (%s) from the kernel",
+			s->client, s->name, s->kernel_name);
+	s->fd = fd;
+	s->state = SESSION_CLAIMED;
+	timeline_add(d, "claim", s->client, s->name);
+	d->state_dirty = true;
+	return 0;
+}
+
+void session_forget(struct daemon *d, struct session *s)
+{
+	for (struct session **pp = &d->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	safe_close(s->fd);
+	free(s);
+}

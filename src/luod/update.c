@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The update: PREPARE every subscriber, wait for every READY, then write
+ * the manifest, sync and kexec. Anything else on the way aborts it, and an
+ * abort leaves every session exactly as it was.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <sys/timerfd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "luo.h"
+
+const char *phase_name(enum update_phase p)
+{
+	switch (p) {
+	case PHASE_IDLE:
+		return "idle";
+	case PHASE_PREPARING:
+		return "preparing";
+	case PHASE_REBOOTING:
+		return "rebooting";
+	}
+	return "?";
+}
+
+void timeline_add(struct daemon *d, const char *event, const char *client,
+		  const char *name)
+{
+	struct json_object *e = json_object_new_object();
+	struct json_object **tl = d->phase == PHASE_IDLE ? &d->last_timeline :
+							   &d->timeline;
+
+	if (!*tl)
+		*tl = json_object_new_array();
+	json_object_object_add(e, "event", json_object_new_string(event));
+	json_object_object_add(e, "t_us",
+			       json_object_new_uint64(now_real_us()));
+	if (client)
+		json_object_object_add(e, "client",
+				       json_object_new_string(client));
+	if (name)
+		json_object_object_add(e, "name", json_object_new_string(name));
+	json_object_array_add(*tl, e);
+}
+
+static void progress(struct daemon *d, const char *phase, const char *client,
+		     const char *reason)
+{
+	for (struct client *c = d->clients; c; c = c->next) {
+		struct json_object *e;
+
+		if (c->dead || !c->waits_kexec)
+			continue;
+		e = proto_event("PROGRESS");
+		json_object_object_add(e, "phase",
+				       json_object_new_string(phase));
+		if (client)
+			json_object_object_add(e, "client",
+					       json_object_new_string(client));
+		if (reason)
+			json_object_object_add(e, "reason",
+					       json_object_new_string(reason));
+		if (streq(phase, "prepare"))
+			json_object_object_add(
+				e, "clients",
+				json_object_new_int((int)d->waiting));
+		if (streq(phase, "ready"))
+			json_object_object_add(
+				e, "remaining",
+				json_object_new_int((int)d->waiting));
+		client_send(d, c, e, NULL, 0);
+	}
+}
+
+static void arm_timer(struct daemon *d, uint64_t us)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = (time_t)(us / 1000000),
+			      .tv_nsec = (long)(us % 1000000) * 1000 },
+	};
+
+	timerfd_settime(d->timer.fd, 0, &its, NULL);
+}
+
+static void finish_requester(struct daemon *d, const char *code,
+			     const char *msg)
+{
+	for (struct client *c = d->clients; c; c = c->next) {
+		if (c->dead || !c->waits_kexec)
+			continue;
+		if (code)
+			client_send(d, c,
+				    proto_reply_error("KEXEC", c->kexec_request,
+						      code, "%s", msg),
+				    NULL, 0);
+		else {
+			struct json_object *r =
+				proto_reply_ok("KEXEC", c->kexec_request);
+
+			json_object_object_add(r, "rebooting",
+					       json_object_new_boolean(1));
+			client_send(d, c, r, NULL, 0);
+		}
+		c->waits_kexec = false;
+		if (c->kexec_request)
+			json_object_put(c->kexec_request);
+		c->kexec_request = NULL;
+	}
+}
+
+void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	if (d->phase == PHASE_IDLE)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+
+	log_warning("update %" PRIu64
+		    " aborted: %s; every session is kept as it was",
+		    d->update_id, reason);
+	arm_timer(d, 0);
+	d->phase = PHASE_IDLE;
+	for (struct client *c = d->clients; c; c = c->next) {
+		struct json_object *e;
+
+		c->ready = false;
+		if (c->dead || !c->subscribed)
+			continue;
+		e = proto_event("ABORTED");
+		json_object_object_add(e, "update",
+				       json_object_new_uint64(d->update_id));
+		json_object_object_add(e, "reason",
+				       json_object_new_string(reason));
+		client_send(d, c, e, NULL, 0);
+	}
+	finish_requester(d, code, reason);
+	if (d->timeline)
+		json_object_put(d->timeline);
+	d->timeline = NULL;
+}
+
+/* The session a PREPARE or START_PRESERVATION hands to a client with none. */
+static struct session *default_session(struct daemon *d, struct client *c,
+				       bool *created)
+{
+	struct session *s;
+
+	*created = false;
+	for (s = d->sessions; s; s = s->next)
+		if (streq(s->client, c->id) && s->state == SESSION_OUTGOING)
+			return s;
+	if (session_create(d, c->id, "default", c->uid, &s) < 0)
+		return NULL;
+	*created = true;
+	return s;
+}
+
+void update_prepare_client(struct daemon *d, struct client *c)
+{
+	struct json_object *e, *names;
+	struct session *s;
+	bool created;
+
+	if (!c->hello) {
+		/* luo-agent's flow: the session fd comes with the event. */
+		s = default_session(d, c, &created);
+		if (!s) {
+			update_abort(d, PROTO_E_KERNEL,
+				     "cannot create a session for client %s",
+				     c->id);
+			return;
+		}
+		e = proto_event("START_PRESERVATION");
+		json_object_object_add(e, "update",
+				       json_object_new_uint64(d->update_id));
+		client_send(d, c, e, &s->fd, 1);
+		return;
+	}
+
+	e = proto_event("PREPARE");
+	names = json_object_new_array();
+	json_object_object_add(e, "update",
+			       json_object_new_uint64(d->update_id));
+	json_object_object_add(
+		e, "timeout_ms",
+		json_object_new_uint64((d->deadline_us - now_mono_us()) /
+				       1000));
+	for (s = d->sessions; s; s = s->next)
+		if (streq(s->client, c->id) && s->state == SESSION_OUTGOING)
+			json_object_array_add(names,
+					      json_object_new_string(s->name));
+	json_object_object_add(e, "sessions", names);
+	if (json_object_array_length(names) == 0) {
+		s = default_session(d, c, &created);
+		if (!s) {
+			json_object_put(e);
+			update_abort(d, PROTO_E_KERNEL,
+				     "cannot create a session for client %s",
+				     c->id);
+			return;
+		}
+		json_object_object_add(e, "new_session",
+				       json_object_new_string(s->name));
+		client_send(d, c, e, &s->fd, 1);
+		return;
+	}
+	client_send(d, c, e, NULL, 0);
+}
+
+static void reboot_now(struct daemon *d)
+{
+	_cleanup_close_ int state_fd = -1;
+	int r;
+
+	d->phase = PHASE_REBOOTING;
+	arm_timer(d, 0);
+	timeline_add(d, "reboot", NULL, NULL);
+	r = state_preserve(d, &state_fd);
+	if (r < 0) {
+		update_abort(
+			d, PROTO_E_KERNEL,
+			"cannot preserve luod's manifest (%s); nothing was rebooted",
+			strerror(-r));
+		return;
+	}
+	log_notice(
+		"update %" PRIu64
+		": all clients ready; %u sessions go across; calling reboot(KEXEC)",
+		d->update_id, sessions_count(d, SESSION_OUTGOING));
+	finish_requester(d, NULL, NULL);
+	sync();
+	if (d->cfg.no_reboot) {
+		log_notice("--no-reboot: stopping before the reboot syscall");
+		d->quit = true;
+		/* The state session must outlive us for a test to inspect it. */
+		take_fd(&state_fd);
+		return;
+	}
+	r = kexec_reboot();
+	/* Only a failure comes back here. */
+	update_abort(
+		d, PROTO_E_KERNEL,
+		"the kernel refused the kexec: reboot(LINUX_REBOOT_CMD_KEXEC) failed: %s. "
+		"See dmesg; a session whose files cannot be serialised is one cause",
+		strerror(-r));
+}
+
+static void check_barrier(struct daemon *d)
+{
+	if (d->phase == PHASE_PREPARING && d->waiting == 0)
+		reboot_now(d);
+}
+
+void update_start(struct daemon *d, struct client *requester,
+		  unsigned timeout_s)
+{
+	d->phase = PHASE_PREPARING;
+	d->update_id++;
+	d->deadline_us = now_mono_us() + (uint64_t)timeout_s * 1000000;
+	d->waiting = 0;
+	if (d->timeline)
+		json_object_put(d->timeline);
+	d->timeline = json_object_new_array();
+	arm_timer(d, (uint64_t)timeout_s * 1000000);
+	requester->waits_kexec = true;
+
+	for (struct client *c = d->clients; c; c = c->next) {
+		c->ready = false;
+		if (!c->dead && c->subscribed)
+			d->waiting++;
+	}
+	log_notice("update %" PRIu64
+		   " started: waiting up to %u s for %u subscribers",
+		   d->update_id, timeout_s, d->waiting);
+	timeline_add(d, "prepare", NULL, NULL);
+	progress(d, "prepare", NULL, NULL);
+	for (struct client *c = d->clients; c && d->phase == PHASE_PREPARING;
+	     c = c->next)
+		if (!c->dead && c->subscribed)
+			update_prepare_client(d, c);
+	check_barrier(d);
+}
+
+void update_client_ready(struct daemon *d, struct client *c)
+{
+	if (c->ready)
+		return;
+	c->ready = true;
+	d->waiting--;
+	timeline_add(d, "ready", c->id, NULL);
+	log_info("update %" PRIu64 ": client %s ready, %u to go", d->update_id,
+		 c->id, d->waiting);
+	progress(d, "ready", c->id, NULL);
+	check_barrier(d);
+}
+
+void update_client_not_ready(struct daemon *d, struct client *c,
+			     const char *reason)
+{
+	progress(d, "not_ready", c->id, reason);
+	update_abort(d, PROTO_E_ABORTED, "client %s is not ready: %s", c->id,
+		     reason);
+}
+
+void update_client_gone(struct daemon *d, struct client *c)
+{
+	if (d->phase != PHASE_PREPARING || !c->subscribed || c->ready)
+		return;
+	update_abort(d, PROTO_E_ABORTED,
+		     "client %s (pid %d) disconnected before it was ready",
+		     c->id, (int)c->pid);
+}
+
+void update_timer(struct daemon *d, struct watch *w, uint32_t events)
+{
+	uint64_t ticks;
+	char who[1024] = "";
+	size_t len = 0;
+
+	if (read(w->fd, &ticks, sizeof(ticks)) != sizeof(ticks) ||
+	    d->phase != PHASE_PREPARING)
+		return;
+	for (struct client *c = d->clients; c; c = c->next) {
+		if (c->dead || !c->subscribed || c->ready)
+			continue;
+		len += (size_t)snprintf(
+			who + len, len < sizeof(who) ? sizeof(who) - len : 0,
+			"%s%s (pid %d)", len ? ", " : "", c->id, (int)c->pid);
+		if (len >= sizeof(who))
+			break;
+	}
+	update_abort(
+		d, PROTO_E_ABORTED,
+		"timed out waiting for %u client(s) to become ready: %s. "
+		"Check those clients, or give them longer with luoctl kexec --timeout",
+		d->waiting, who);
+}

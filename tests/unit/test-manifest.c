@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* The manifest carries every session mapping across a kexec: encode and
+ * decode must agree, and anything malformed must be refused, not guessed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "manifest.h"
+#include "util.h"
+
+static struct manifest sample(void)
+{
+	struct manifest m = { .generation = 7, .next_serial = 42 };
+
+	m.n_sessions = 2;
+	m.sessions = calloc(2, sizeof(*m.sessions));
+	strcpy(m.sessions[0].client, "vm1");
+	strcpy(m.sessions[0].name, "ram");
+	strcpy(m.sessions[0].kernel_name, "luod.40.vm1.ram");
+	m.sessions[0].uid = 1000;
+	m.sessions[0].generation = 6;
+	m.sessions[0].created_us = UINT64_C(1764354000123456);
+	strcpy(m.sessions[1].client, "cache");
+	strcpy(m.sessions[1].name, "default");
+	strcpy(m.sessions[1].kernel_name, "luod.41.cache.default");
+	m.sessions[1].uid = 0;
+	m.sessions[1].generation = 7;
+	m.sessions[1].created_us = UINT64_MAX;
+	m.sessions[1].claimed = 1;
+	m.sessions[1].incoming = 1;
+	m.timeline = json_object_new_array();
+	json_object_array_add(
+		m.timeline,
+		json_tokener_parse("{\"event\":\"prepare\",\"t_us\":5}"));
+	return m;
+}
+
+static void test_roundtrip(void **state)
+{
+	struct manifest m = sample(), back;
+	char err[256];
+	_cleanup_free_ char *text = manifest_encode(&m);
+
+	assert_non_null(text);
+	assert_int_equal(manifest_decode(text, strlen(text), &back, err,
+					 sizeof(err)),
+			 0);
+	assert_int_equal(back.generation, 7);
+	assert_int_equal(back.next_serial, 42);
+	assert_int_equal(back.n_sessions, 2);
+	assert_string_equal(back.sessions[0].client, "vm1");
+	assert_string_equal(back.sessions[0].name, "ram");
+	assert_string_equal(back.sessions[0].kernel_name, "luod.40.vm1.ram");
+	assert_int_equal(back.sessions[0].uid, 1000);
+	assert_int_equal(back.sessions[0].generation, 6);
+	assert_true(back.sessions[0].created_us == UINT64_C(1764354000123456));
+	assert_false(back.sessions[0].claimed);
+	assert_true(back.sessions[1].created_us == UINT64_MAX);
+	assert_true(back.sessions[1].claimed);
+	assert_true(back.sessions[1].incoming);
+	assert_non_null(back.timeline);
+	assert_int_equal(json_object_array_length(back.timeline), 1);
+	assert_null(back.last_timeline);
+	manifest_clear(&back);
+	manifest_clear(&m);
+}
+
+static void test_empty(void **state)
+{
+	struct manifest m = { 0 }, back;
+	_cleanup_free_ char *text = manifest_encode(&m);
+
+	assert_int_equal(manifest_decode(text, strlen(text), &back, NULL, 0),
+			 0);
+	assert_int_equal(back.n_sessions, 0);
+	assert_int_equal(back.generation, 0);
+	manifest_clear(&back);
+}
+
+static void expect_bad(const char *text, const char *why_contains)
+{
+	struct manifest m;
+	char err[256] = "";
+
+	assert_int_equal(manifest_decode(text, strlen(text), &m, err,
+					 sizeof(err)),
+			 -EBADMSG);
+	if (why_contains && !strstr(err, why_contains))
+		fail_msg("error '%s' does not mention '%s' for: %s", err,
+			 why_contains, text);
+	assert_null(m.sessions);
+}
+
+#define HEAD \
+	"{\"format\":\"luod-manifest\",\"version\":1,\"generation\":1,\"next_serial\":2,"
+#define SESSION(c, n, k)                                                \
+	"{\"client\":\"" c "\",\"name\":\"" n "\",\"kernel_name\":\"" k \
+	"\",\"uid\":0,\"generation\":0,\"created_us\":1}"
+
+static void test_rejects(void **state)
+{
+	expect_bad("", "JSON");
+	expect_bad("[]", "not a luod manifest");
+	expect_bad("{\"format\":\"other\"}", "not a luod manifest");
+	expect_bad("{\"format\":\"luod-manifest\",\"version\":2}", "version");
+	expect_bad(
+		"{\"format\":\"luod-manifest\",\"version\":1,\"generation\":-1,\"next_serial\":2,\"sessions\":[]}",
+		"generation");
+	expect_bad(
+		"{\"format\":\"luod-manifest\",\"version\":1,\"generation\":\"1\",\"next_serial\":2,\"sessions\":[]}",
+		"generation");
+	expect_bad(HEAD "\"sessions\":{}}", "sessions");
+	expect_bad(HEAD "\"sessions\":[1]}", "session 0");
+	expect_bad(HEAD "\"sessions\":[" SESSION("vm/1", "ram", "k") "]}",
+		   "session 0");
+	expect_bad(HEAD "\"sessions\":[" SESSION("vm1", "", "k") "]}",
+		   "session 0");
+	expect_bad(HEAD "\"sessions\":[" SESSION("vm1", "ram", "") "]}",
+		   "session 0");
+	/* 64 bytes do not fit a kernel name (63 + NUL). */
+	expect_bad(
+		HEAD "\"sessions\":[" SESSION(
+			"vm1", "ram",
+			"0123456789012345678901234567890123456789012345678901234567890123") "]}",
+		"session 0");
+	expect_bad(
+		HEAD
+		"\"sessions\":[{\"client\":\"a\",\"name\":\"b\",\"kernel_name\":\"k\",\"uid\":4294967295,"
+		"\"generation\":0,\"created_us\":1}]}",
+		"session 0");
+	expect_bad(HEAD "\"sessions\":[" SESSION("a", "b", "k1") "," SESSION(
+			   "a", "b", "k2") "]}",
+		   "duplicates");
+	expect_bad(HEAD "\"sessions\":[" SESSION("a", "b", "k1") "," SESSION(
+			   "a", "c", "k1") "]}",
+		   "duplicates");
+	expect_bad(HEAD "\"sessions\":[],\"timeline\":[{\"t_us\":1}]}",
+		   "timeline");
+	expect_bad(HEAD "\"sessions\":[],\"timeline\":{}}", "timeline");
+	expect_bad(HEAD "\"sessions\":[]} trailing", NULL);
+}
+
+static void test_accepts_limits(void **state)
+{
+	struct manifest m;
+	const char *ok = HEAD "\"sessions\":[" SESSION(
+		"a", "b",
+		"012345678901234567890123456789012345678901234567890123456789012") "]}";
+
+	assert_int_equal(manifest_decode(ok, strlen(ok), &m, NULL, 0), 0);
+	assert_int_equal(strlen(m.sessions[0].kernel_name), 63);
+	manifest_clear(&m);
+}
+
+static void test_truncations(void **state)
+{
+	struct manifest m = sample(), back;
+	_cleanup_free_ char *text = manifest_encode(&m);
+	size_t len = strlen(text);
+
+	/* Every strict prefix of a manifest is refused: a half-written copy
+	 * must never be read as a smaller, valid one. */
+	for (size_t i = 0; i < len; i++)
+		assert_int_equal(manifest_decode(text, i, &back, NULL, 0),
+				 -EBADMSG);
+	manifest_clear(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_accepts_limits),
+		cmocka_unit_test(test_truncations),
+	};
+
+	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
+}
