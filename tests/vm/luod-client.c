@@ -3,6 +3,7 @@
  * luod-client: a live-update client for the VM tests, built on libluod.
  *
  *   luod-client preserve --id ID --sessions N --size BYTES [--at-prepare K]
+ *               [--on-prepare ready|not-ready|ignore] [--stay]
  *   luod-client restore  --id ID [--sessions N] [--then-preserve]
  *
  * preserve: creates N sessions (the last K of them only when PREPARE comes,
@@ -10,6 +11,9 @@
  * memfd of random bytes in each (session i gets BYTES >> i, at least 4 KiB)
  * plus a small memfd with the data's SHA-256, subscribes, waits for PREPARE,
  * says READY and exits: luod holds the sessions across the kexec.
+ * --on-prepare not-ready answers NOT_READY, ignore does not answer; both
+ * then wait for ABORTED and exit. --stay keeps answering READY to every
+ * PREPARE and reports every ABORTED until the machine reboots.
  * restore: claims every session, checks each memfd against its SHA-256, that
  * a second retrieve of the same token gives the same file, and finishes.
  * Output is TAP; the exit status is non-zero when any check failed.
@@ -28,6 +32,8 @@
 #define TOKEN_HASH 2
 
 static const char *id;
+static const char *on_prepare = "ready";
+static bool stay;
 static unsigned n_failed;
 
 _printf_(2, 3) static bool check(bool ok, const char *fmt, ...)
@@ -165,8 +171,41 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 			return 1;
 	}
 	safe_close(ev.new_session_fd);
+	if (!streq(on_prepare, "ready")) {
+		if (streq(on_prepare, "not-ready"))
+			check(luod_not_ready(c, "the test told me to refuse") == 0, "NOT_READY");
+		r = luod_next_event(c, &ev, 120000);
+		check(r == 1 && ev.type == LUOD_EVENT_ABORTED, "got ABORTED after %s: %s", on_prepare,
+		      r == 1 ? ev.reason : "nothing");
+		return n_failed ? 1 : 0;
+	}
 	r = luod_ready(c);
-	check(r == 0, "READY");
+	if (stay && r == -EPROTO && streq(luod_last_error(c), "WRONG_STATE")) {
+		/* Another client aborted the update before this READY. */
+		printf("# %s: READY came after the abort: %s\n", id, luod_last_error_message(c));
+		r = 0;
+	} else {
+		check(r == 0, "READY");
+	}
+	while (stay && r == 0) {
+		r = luod_next_event(c, &ev, -1);
+		if (r < 0) {
+			check(false, "waiting for the next event: %s", strerror(-r));
+			break;
+		}
+		r = 0;
+		if (ev.type == LUOD_EVENT_ABORTED) {
+			printf("# %s: got ABORTED: %s\n", id, ev.reason);
+		} else if (ev.type == LUOD_EVENT_PREPARE) {
+			safe_close(ev.new_session_fd);
+			r = luod_ready(c);
+			if (r == -EPROTO && streq(luod_last_error(c), "WRONG_STATE"))
+				r = 0;
+			else
+				check(r == 0, "READY again");
+		}
+		fflush(stdout);
+	}
 	return n_failed ? 1 : 0;
 }
 
@@ -226,6 +265,8 @@ int main(int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },
 		{ "at-prepare", required_argument, NULL, 'p' },
 		{ "then-preserve", no_argument, NULL, 't' },
+		{ "on-prepare", required_argument, NULL, 'o' },
+		{ "stay", no_argument, NULL, 'S' },
 		{}
 	};
 	unsigned n = 0, at_prepare = 0;
@@ -252,6 +293,12 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			then_preserve = true;
+			break;
+		case 'o':
+			on_prepare = optarg;
+			break;
+		case 'S':
+			stay = true;
 			break;
 		default:
 			return 2;
