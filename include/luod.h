@@ -66,8 +66,9 @@ struct luod_event {
  * HELLO with client id `id` (may be NULL for admin-only use). */
 int luod_connect(const char *path, const char *id, struct luod_client **out);
 void luod_disconnect(struct luod_client *c);
-/* The socket, for the caller's own poll/epoll loop: readable means
- * luod_next_event(c, &ev, 0) has something. */
+/* An fd for the caller's own poll/epoll loop (not the socket itself: events
+ * that arrived during another call are queued, and this fd stays readable
+ * while any are). Readable means luod_next_event(c, &ev, 0) has something. */
 int luod_fd(const struct luod_client *c);
 /* luod's generation (number of live updates) from HELLO. */
 uint64_t luod_generation(const struct luod_client *c);

@@ -233,6 +233,9 @@ static void reboot_now(struct daemon *d)
 		"update %" PRIu64
 		": all clients ready; %u sessions go across; calling reboot(KEXEC)",
 		d->update_id, sessions_count(d, SESSION_OUTGOING));
+	/* Sent before the reply so luoctl can tell a connection cut by the
+	 * kexec from a luod that died. */
+	progress(d, "reboot", NULL, NULL);
 	finish_requester(d, NULL, NULL);
 	sync();
 	if (d->cfg.no_reboot) {

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The /dev/liveupdate ABI. The system header is used when it exists; the
  * build machines' linux-libc-dev predates LUO, so the same layout is kept

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Logging to stderr. Under systemd (JOURNAL_STREAM set) each line gets a
  * "<N>" syslog priority prefix so the journal keeps the level.

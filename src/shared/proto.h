@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * luod protocol v1 codec: newline-delimited JSON objects over a Unix stream
  * socket, with fds passed by SCM_RIGHTS. docs/PROTOCOL.md is the contract.
