@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "conf.h"
 #include "proto.h"
 
 struct daemon;
@@ -72,6 +73,10 @@ struct config {
 	gid_t admin_gid;
 	bool have_admin_gid;
 	bool no_reboot; /* tests: stop right before the reboot syscall */
+	unsigned grace_s; /* unclaimed incoming sessions are released after it */
+	const char *config_path; /* the luod.conf read; NULL if none */
+	enum reboot_mode reboot_mode;
+	int log_level; /* LOG_ERR .. LOG_DEBUG */
 };
 
 struct daemon {
