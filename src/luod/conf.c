@@ -109,9 +109,8 @@ int ini_parse(const char *text, size_t len, ini_handler_t handler,
 	return 0;
 }
 
-static int parse_uint(const char *key, const char *value, unsigned min,
-		      unsigned max, const char *unit, unsigned *out, char *err,
-		      size_t errlen)
+static int parse_uint(const char *value, unsigned min, unsigned max,
+		      const char *unit, unsigned *out, char *err, size_t errlen)
 {
 	unsigned long v;
 	char *end;
@@ -121,8 +120,8 @@ static int parse_uint(const char *key, const char *value, unsigned min,
 	    (v = strtoul(value, &end, 10), errno) || *end || v < min ||
 	    v > max) {
 		snprintf(err, errlen,
-			 "%s: '%s' is not a whole number%s%s from %u to %u",
-			 key, value, *unit ? " of " : "", unit, min, max);
+			 "'%s' is not a whole number%s%s from %u to %u", value,
+			 *unit ? " of " : "", unit, min, max);
 		return -EINVAL;
 	}
 	*out = (unsigned)v;
@@ -155,14 +154,13 @@ static int set_socket_path(struct config *cfg, const char *value, char *err,
 	static char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 	if (value[0] != '/') {
-		snprintf(err, errlen,
-			 "socket_path: '%s' is not an absolute path", value);
+		snprintf(err, errlen, "'%s' is not an absolute path", value);
 		return -EINVAL;
 	}
 	if (strlen(value) >= sizeof(path)) {
 		snprintf(
 			err, errlen,
-			"socket_path: '%s' is longer than %zu bytes, the limit of a Unix socket path",
+			"'%s' is longer than %zu bytes, the limit of a Unix socket path",
 			value, sizeof(path) - 1);
 		return -ENAMETOOLONG;
 	}
@@ -183,8 +181,7 @@ static int set_admin_group(struct config *cfg, const char *value, char *err,
 		return 0;
 	}
 	if (isdigit((unsigned char)value[0])) {
-		int r = parse_uint("admin_group", value, 0, INT32_MAX, "", &gid,
-				   err, errlen);
+		int r = parse_uint(value, 0, INT32_MAX, "", &gid, err, errlen);
 
 		if (r < 0)
 			return r;
@@ -196,9 +193,9 @@ static int set_admin_group(struct config *cfg, const char *value, char *err,
 	if (!g) {
 		snprintf(
 			err, errlen,
-			"admin_group: no group named '%s'; create it (groupadd %s) or name another",
+			"no group named '%s'; create it (groupadd %s) or name another",
 			value, value);
-		return -ENOENT;
+		return -EINVAL;
 	}
 	cfg->admin_gid = g->gr_gid;
 	cfg->have_admin_gid = true;
@@ -211,13 +208,13 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 	if (streq(key, "socket_path"))
 		return set_socket_path(cfg, value, err, errlen);
 	if (streq(key, "timeout"))
-		return parse_uint(key, value, 1, CONF_TIMEOUT_MAX, "seconds",
+		return parse_uint(value, 1, CONF_TIMEOUT_MAX, "seconds",
 				  &cfg->timeout_s, err, errlen);
 	if (streq(key, "grace_period"))
-		return parse_uint(key, value, 0, CONF_GRACE_MAX, "seconds",
+		return parse_uint(value, 0, CONF_GRACE_MAX, "seconds",
 				  &cfg->grace_s, err, errlen);
 	if (streq(key, "max_clients"))
-		return parse_uint(key, value, 1, CONF_MAX_CLIENTS_MAX, "",
+		return parse_uint(value, 1, CONF_MAX_CLIENTS_MAX, "",
 				  &cfg->max_clients, err, errlen);
 	if (streq(key, "admin_group"))
 		return set_admin_group(cfg, value, err, errlen);
@@ -227,10 +224,9 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 		else if (streq(value, "systemd"))
 			cfg->reboot_mode = REBOOT_SYSTEMD;
 		else {
-			snprintf(
-				err, errlen,
-				"reboot_mode: '%s' is neither 'direct' nor 'systemd'",
-				value);
+			snprintf(err, errlen,
+				 "'%s' is neither 'direct' nor 'systemd'",
+				 value);
 			return -EINVAL;
 		}
 		return 0;
@@ -243,7 +239,7 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 			}
 		snprintf(
 			err, errlen,
-			"log_level: '%s' is not one of error, warning, notice, info, debug",
+			"'%s' is not one of error, warning, notice, info, debug",
 			value);
 		return -EINVAL;
 	}
@@ -258,12 +254,20 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 static int conf_handler(void *userdata, const char *section, const char *key,
 			const char *value, char *err, size_t errlen)
 {
+	char reason[384];
+	int r;
+
 	if (!streq(section, "luod")) {
 		snprintf(err, errlen, "'%s' is outside the [luod] section%s%s",
 			 key, *section ? ", in " : "", section);
 		return -EINVAL;
 	}
-	return conf_set(userdata, key, value, err, errlen);
+	r = conf_set(userdata, key, value, reason, sizeof(reason));
+	if (r == -ENOENT) /* an unknown key: the reason names it */
+		snprintf(err, errlen, "%s", reason);
+	else if (r < 0)
+		snprintf(err, errlen, "%s: %s", key, reason);
+	return r;
 }
 
 int conf_apply_text(struct config *cfg, const char *text, size_t len,
@@ -276,7 +280,10 @@ int conf_apply_text(struct config *cfg, const char *text, size_t len,
 	r = ini_parse(text, len, conf_handler, cfg, &line, reason,
 		      sizeof(reason));
 	if (r < 0)
-		snprintf(err, errlen, "%s:%u: %s", path, line, reason);
+		snprintf(
+			err, errlen,
+			"%s:%u: %s; correct that line (luod.conf(5) lists the keys and values)",
+			path, line, reason);
 	return r;
 }
 
@@ -293,14 +300,20 @@ int conf_load(struct config *cfg, const char *path, bool must_exist, char *err,
 		if (errno == ENOENT && !must_exist)
 			return 0;
 		r = -errno;
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-r));
+		snprintf(
+			err, errlen, "cannot open %s: %s; %s", path,
+			strerror(-r),
+			must_exist ?
+				"check the path given with --config" :
+				"luod reads it at start, so let root read it or remove it");
 		return r;
 	}
 	r = read_all_fd(fd, CONF_FILE_MAX, &text, &len);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot read %s: %s%s", path,
+		snprintf(err, errlen, "cannot read %s: %s; %s", path,
 			 strerror(-r),
-			 r == -EFBIG ? " (luod.conf is at most 1 MiB)" : "");
+			 r == -EFBIG ? "luod.conf is at most 1 MiB" :
+				       "it must be a readable text file");
 		return r;
 	}
 	r = conf_apply_text(cfg, text, len, path, err, errlen);

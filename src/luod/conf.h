@@ -40,7 +40,9 @@ int ini_parse(const char *text, size_t len, ini_handler_t handler,
 
 /*
  * Sets one luod.conf key (also used for the command-line options, so both
- * check values alike). Returns 0, or -EINVAL/-ENOENT with the reason in err.
+ * check values alike). Returns 0, -ENOENT for an unknown key, or another
+ * -errno for a bad value, with the reason in err, such as "'x' is not a
+ * whole number of seconds from 1 to 86400".
  */
 int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 	     size_t errlen);

@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "luo.h"
+#include "notify.h"
 
 static void usage(FILE *f)
 {
@@ -36,14 +37,79 @@ static void usage(FILE *f)
 		"  -t, --timeout SECONDS   default time clients get to become ready (default 60)\n"
 		"      --max-clients N     connections served at once (default 256)\n"
 		"      --admin-group NAME  members may run admin commands, besides root\n"
+		"  -c, --config FILE       read FILE instead of %s\n"
+		"      --reboot-mode MODE  direct (default): luod calls reboot(KEXEC) itself;\n"
+		"                          systemd: sessions to the fd store, systemctl kexec\n"
+		"      --log-level LEVEL   error, warning, notice, info (default) or debug\n"
+		"      --print-config      print the settings luod would run with, and exit\n"
 		"      --no-reboot         stop right before the reboot syscall (testing)\n"
 		"  -v, --verbose           log debug messages too\n"
 		"  -h, --help              show this help\n"
 		"      --version           show the version\n"
 		"\n"
+		"Options override the configuration file (luod.conf(5)).\n"
 		"Exit status: 0 on SIGTERM/SIGINT, 1 when luod cannot start (the message\n"
 		"says why and what to do).\n",
-		LUOD_SOCKET_PATH, LUO_DEVICE);
+		LUOD_SOCKET_PATH, LUO_DEVICE, LUOD_CONFIG_PATH);
+}
+
+static bool print_config;
+
+/* An option checked by the same code, and in the same words, as its
+ * luod.conf key. */
+static int set_option(struct config *cfg, const char *key, const char *opt,
+		      const char *value)
+{
+	char err[512];
+	int r = conf_set(cfg, key, value, err, sizeof(err));
+
+	if (r < 0)
+		log_error("%s %s: %s", opt, value, err);
+	return r;
+}
+
+/* --config (or -c) must be known before the file is read, and the file
+ * before the other options, which override it. */
+static const char *config_arg(int argc, char **argv)
+{
+	const char *path = NULL;
+
+	for (int i = 1; i < argc && !streq(argv[i], "--"); i++) {
+		if ((streq(argv[i], "--config") || streq(argv[i], "-c")) &&
+		    i + 1 < argc)
+			path = argv[++i];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+		else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2])
+			path = argv[i] + 2;
+	}
+	return path;
+}
+
+static void print_settings(const struct config *cfg)
+{
+	struct group *g = cfg->have_admin_gid ? getgrgid(cfg->admin_gid) : NULL;
+
+	printf("# luod %s: the settings it would run with\n"
+	       "# from %s, the environment ($LUOD_SOCKET) and the command line\n"
+	       "[luod]\n"
+	       "socket_path = %s\n"
+	       "timeout = %u\n"
+	       "grace_period = %u\n"
+	       "max_clients = %u\n",
+	       LUOD_VERSION, cfg->config_path ? cfg->config_path : "defaults",
+	       cfg->socket_path, cfg->timeout_s, cfg->grace_s,
+	       cfg->max_clients);
+	if (g)
+		printf("admin_group = %s\n", g->gr_name);
+	else if (cfg->have_admin_gid)
+		printf("admin_group = %u\n", (unsigned)cfg->admin_gid);
+	else
+		printf("admin_group =\n");
+	printf("reboot_mode = %s\n"
+	       "log_level = %s\n",
+	       reboot_mode_name(cfg->reboot_mode),
+	       log_level_name(cfg->log_level));
 }
 
 static int parse_args(struct config *cfg, int argc, char **argv)
@@ -53,7 +119,10 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		OPT_MAX_CLIENTS,
 		OPT_ADMIN_GROUP,
 		OPT_NO_REBOOT,
-		OPT_VERSION
+		OPT_VERSION,
+		OPT_REBOOT_MODE,
+		OPT_LOG_LEVEL,
+		OPT_PRINT_CONFIG,
 	};
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
@@ -63,6 +132,10 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 		{ "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+		{ "config", required_argument, NULL, 'c' },
+		{ "reboot-mode", required_argument, NULL, OPT_REBOOT_MODE },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -70,10 +143,8 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:d:t:vh", opts, NULL)) != -1) {
-		char *end;
-		unsigned long v;
-
+	while ((c = getopt_long(argc, argv, "s:d:t:c:vh", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 's':
 			cfg->socket_path = optarg;
@@ -85,39 +156,40 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			cfg->state_dir = optarg;
 			break;
 		case 't':
+			if (set_option(cfg, "timeout", "--timeout", optarg) < 0)
+				return -EINVAL;
+			break;
 		case OPT_MAX_CLIENTS:
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || *end || v == 0 || v > 86400) {
-				log_error(
-					"--%s %s: expected a whole number from 1 to 86400",
-					c == 't' ? "timeout" : "max-clients",
-					optarg);
+			if (set_option(cfg, "max_clients", "--max-clients",
+				       optarg) < 0)
 				return -EINVAL;
-			}
-			if (c == 't')
-				cfg->timeout_s = (unsigned)v;
-			else
-				cfg->max_clients = (unsigned)v;
 			break;
-		case OPT_ADMIN_GROUP: {
-			struct group *g = getgrnam(optarg);
-
-			if (!g) {
-				log_error(
-					"--admin-group %s: no such group; create it or name another",
-					optarg);
+		case OPT_ADMIN_GROUP:
+			if (set_option(cfg, "admin_group", "--admin-group",
+				       optarg) < 0)
 				return -EINVAL;
-			}
-			cfg->admin_gid = g->gr_gid;
-			cfg->have_admin_gid = true;
 			break;
-		}
+		case 'c':
+			/* Read before every other option: see main(). */
+			break;
+		case OPT_REBOOT_MODE:
+			if (set_option(cfg, "reboot_mode", "--reboot-mode",
+				       optarg) < 0)
+				return -EINVAL;
+			break;
+		case OPT_LOG_LEVEL:
+			if (set_option(cfg, "log_level", "--log-level",
+				       optarg) < 0)
+				return -EINVAL;
+			break;
+		case OPT_PRINT_CONFIG:
+			print_config = true;
+			break;
 		case OPT_NO_REBOOT:
 			cfg->no_reboot = true;
 			break;
 		case 'v':
-			log_set_level(LOG_DEBUG);
+			cfg->log_level = LOG_DEBUG;
 			break;
 		case 'h':
 			usage(stdout);
@@ -192,12 +264,43 @@ static int open_device(struct daemon *d)
 	return 0;
 }
 
+/* luod.socket's listener: systemd made it and keeps it, luod only serves. */
+static bool socket_activated;
+
+static int serve_passed_socket(struct daemon *d, int fd, const char *path)
+{
+	static char served[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if (!streq(path, d->cfg.socket_path))
+		log_warning(
+			"the service manager passed a socket on %s, but socket_path is %s: luod serves %s. "
+			"Set ListenStream= in luod.socket (systemctl edit luod.socket) and socket_path in "
+			"luod.conf to the same path, or clients looking for %s will not find luod",
+			path, d->cfg.socket_path, path, d->cfg.socket_path);
+	snprintf(served, sizeof(served), "%s", path);
+	d->cfg.socket_path = served;
+	socket_activated = true;
+	/* systemd creates it blocking; one slow accept must not stall luod. */
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		close(fd);
+		return log_errno(-errno, "cannot make %s non-blocking", path);
+	}
+	log_info("serving the socket the service manager passed in: %s", path);
+	d->listener.fd = fd;
+	d->listener.handler = client_accept;
+	return daemon_watch(d, &d->listener, EPOLLIN);
+}
+
 static int listen_socket(struct daemon *d)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	_cleanup_free_ char *dir = NULL;
 	_cleanup_close_ int fd = -1;
-	char *slash;
+	char *slash, passed[sizeof(sa.sun_path)];
+
+	fd = listen_fds_take_listener(passed, sizeof(passed));
+	if (fd >= 0)
+		return serve_passed_socket(d, take_fd(&fd), passed);
 
 	if (strlen(d->cfg.socket_path) >= sizeof(sa.sun_path)) {
 		log_error(
@@ -322,7 +425,8 @@ static void shutdown_daemon(struct daemon *d)
 	state_save_run(d);
 	while (d->sessions)
 		session_forget(d, d->sessions);
-	if (d->cfg.socket_path)
+	/* luod.socket's path belongs to systemd, which keeps listening. */
+	if (d->cfg.socket_path && !socket_activated)
 		unlink(d->cfg.socket_path);
 }
 
@@ -330,20 +434,55 @@ int main(int argc, char **argv)
 {
 	struct daemon d = {
 		.cfg = {
-			.socket_path = getenv("LUOD_SOCKET") ? getenv("LUOD_SOCKET") : LUOD_SOCKET_PATH,
+			.socket_path = LUOD_SOCKET_PATH,
 			.device_path = LUO_DEVICE,
 			.state_dir = "/run/luod",
 			.timeout_s = 60,
 			.max_clients = 256,
+			.grace_s = CONF_GRACE_DEFAULT,
+			.reboot_mode = REBOOT_DIRECT,
+			.log_level = LOG_INFO,
 		},
 		.epoll_fd = -1,
 		.dev_fd = -1,
 		.next_serial = 1,
 	};
+	const char *config = config_arg(argc, argv);
 	uint64_t t0 = now_mono_us();
+	char err[1024];
 
 	log_setup("luod", LOG_INFO);
+	/* Defaults, then luod.conf, then $LUOD_SOCKET, then the options. */
+	if (conf_load(&d.cfg, config ? config : LUOD_CONFIG_PATH,
+		      config != NULL, err, sizeof(err)) < 0) {
+		log_error("cannot start: %s", err);
+		return 1;
+	}
+	if (getenv("LUOD_SOCKET"))
+		d.cfg.socket_path = getenv("LUOD_SOCKET");
 	if (parse_args(&d.cfg, argc, argv) < 0)
+		return 1;
+	log_set_level(d.cfg.log_level);
+	if (print_config) {
+		print_settings(&d.cfg);
+		return 0;
+	}
+	if (d.cfg.reboot_mode == REBOOT_SYSTEMD && !notify_fdstore_enabled()) {
+		log_error(
+			"reboot_mode = systemd needs luod to run as a systemd service with a file-descriptor "
+			"store ($FDSTORE is not set: luod.service sets FileDescriptorStoreMax=, which "
+			"systemd >= 254 passes on). Start luod with systemctl, or set reboot_mode = direct");
+		return 1;
+	}
+	log_info(
+		"luod %s starting: settings from %s, reboot_mode %s, timeout %u s, "
+		"grace_period %u s, log_level %s",
+		LUOD_VERSION,
+		d.cfg.config_path ? d.cfg.config_path : "defaults",
+		reboot_mode_name(d.cfg.reboot_mode), d.cfg.timeout_s,
+		d.cfg.grace_s, log_level_name(d.cfg.log_level));
+	/* Before any other fd is opened: they are at 3 onwards. */
+	if (listen_fds_collect() < 0)
 		return 1;
 	raise_fd_limit();
 
@@ -360,13 +499,19 @@ int main(int argc, char **argv)
 		return 1;
 	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
 		return 1;
+	listen_fds_close_rest();
 
 	log_notice("serving %s: generation %" PRIu64
 		   ", %u sessions waiting to be claimed, ready in %" PRIu64
 		   " us",
 		   d.cfg.socket_path, d.generation,
 		   sessions_count(&d, SESSION_INCOMING), now_mono_us() - t0);
+	notify_ready("serving %s: generation %" PRIu64
+		     ", %u sessions waiting to be claimed",
+		     d.cfg.socket_path, d.generation,
+		     sessions_count(&d, SESSION_INCOMING));
 	run(&d);
+	notify_stopping("shutting down");
 	shutdown_daemon(&d);
 	return 0;
 }

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "luo.h"
+#include "notify.h"
 
 const char *phase_name(enum update_phase p)
 {
@@ -124,6 +125,8 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 	log_warning("update %" PRIu64
 		    " aborted: %s; every session is kept as it was",
 		    d->update_id, reason);
+	notify_status("idle; update %" PRIu64 " aborted: %s", d->update_id,
+		      reason);
 	arm_timer(d, 0);
 	d->phase = PHASE_IDLE;
 	for (struct client *c = d->clients; c; c = c->next) {
@@ -233,6 +236,7 @@ static void reboot_now(struct daemon *d)
 		"update %" PRIu64
 		": all clients ready; %u sessions go across; calling reboot(KEXEC)",
 		d->update_id, sessions_count(d, SESSION_OUTGOING));
+	notify_status("update %" PRIu64 ": rebooting", d->update_id);
 	/* Sent before the reply so luoctl can tell a connection cut by the
 	 * kexec from a luod that died. */
 	progress(d, "reboot", NULL, NULL);
@@ -281,6 +285,8 @@ void update_start(struct daemon *d, struct client *requester,
 	log_notice("update %" PRIu64
 		   " started: waiting up to %u s for %u subscribers",
 		   d->update_id, timeout_s, d->waiting);
+	notify_status("update %" PRIu64 ": waiting for %u clients",
+		      d->update_id, d->waiting);
 	timeline_add(d, "prepare", NULL, NULL);
 	progress(d, "prepare", NULL, NULL);
 	for (struct client *c = d->clients; c && d->phase == PHASE_PREPARING;

@@ -240,7 +240,7 @@ static void test_conf_refuses(void **state)
 		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock",
 		  -ENAMETOOLONG, "longer than 107 bytes" },
-		{ "admin_group = no-such-group-luod-test", -ENOENT,
+		{ "admin_group = no-such-group-luod-test", -EINVAL,
 		  "admin_group: no group named 'no-such-group-luod-test'; create it" },
 		{ "admin_group = 99999999999", -EINVAL, "admin_group:" },
 		{ "reboot_mode = kexec", -EINVAL,
@@ -301,8 +301,10 @@ static void test_conf_set(void **state)
 	assert_int_equal(conf_set(&cfg, "timeout", "x", err, sizeof(err)),
 			 -EINVAL);
 	assert_string_equal(
-		err,
-		"timeout: 'x' is not a whole number of seconds from 1 to 86400");
+		err, "'x' is not a whole number of seconds from 1 to 86400");
+	assert_int_equal(conf_set(&cfg, "nope", "1", err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "unknown key 'nope'"));
 	assert_int_equal(cfg.timeout_s, 30);
 }
 

@@ -18,7 +18,7 @@
 #include "notify.h"
 
 static char tmpdir[] = "/tmp/luod-test-notify.XXXXXX";
-static char sock_path[128];
+static char sock_path[100];
 static int manager = -1; /* the fake service manager's socket */
 
 /* The next message the fake manager got; its fd (if any) into *fd. */
@@ -214,7 +214,7 @@ static void set_listen_env(pid_t pid, int n, const char *names)
 
 static void test_listen_fds(void **state)
 {
-	char path[128], got[128], name[FDNAME_MAX + 1];
+	char path[100], got[128], name[FDNAME_MAX + 1];
 	int fds[4], dgram[2];
 
 	snprintf(path, sizeof(path), "%s/luod.sock", tmpdir);
