@@ -1,0 +1,1256 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * luod-exec: bring a program that does not speak luod's protocol across
+ * live updates, with its memory.
+ *
+ *	luod-exec --id ID --fd LABEL=N[:SIZE]... -- PROGRAM [ARGS...]
+ *
+ * First start: luod-exec creates a LUO session, a memfd of SIZE bytes per
+ * label, preserves them under tokens derived from the labels, and starts
+ * PROGRAM with each memfd at fd N. After a live update it claims the
+ * session, retrieves each memfd by label and starts PROGRAM with the same
+ * memory at the same fds. While PROGRAM runs, luod-exec is the luod client
+ * for it: at PREPARE it sends PROGRAM a signal and answers READY once
+ * PROGRAM has exited (or created the --ready-file).
+ *
+ * The session holds one more memfd, the manifest (token 0): the label, fd
+ * number, size and token of every memfd, so the next luod-exec knows what
+ * came through without trusting its own command line alone.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "luod.h"
+#include "log.h"
+#include "util.h"
+
+#define MANIFEST_TOKEN 0
+#define MANIFEST_MAGIC "luod-exec-manifest 1"
+#define MANIFEST_MAX (64 * 1024)
+#define LABEL_MAX 64
+#define MAX_MEMS 64
+/* Exit statuses of luod-exec's own failures, as env(1) and timeout(1). */
+#define EXIT_FAILED 125
+#define EXIT_CANNOT_EXEC 126
+#define EXIT_NOT_FOUND 127
+
+struct mem {
+	char label[LABEL_MAX + 1];
+	int target; /* fd number in PROGRAM */
+	uint64_t size; /* asked for with --fd; 0: whatever came through */
+	uint64_t token;
+	int fd; /* our copy, O_CLOEXEC */
+	bool fresh; /* created in this boot rather than restored */
+};
+
+struct prog {
+	pid_t pid; /* 0: not running */
+	int status; /* wait status once it has exited */
+	uint64_t started_us, signalled_us;
+	unsigned starts;
+};
+
+enum phase {
+	PH_IDLE, /* PROGRAM runs; no update */
+	PH_PREPARING, /* PROGRAM was told to get ready */
+	PH_READY, /* READY sent; luod reboots soon */
+	PH_STOPPING, /* luod-exec itself was told to stop */
+};
+
+static struct {
+	const char *id;
+	const char *session;
+	const char *socket;
+	const char *ready_file;
+	int signal; /* 0: none */
+	int resume_signal; /* 0: none */
+	int finish_signal; /* 0: FINISHED as soon as PROGRAM started */
+	long prepare_timeout_ms; /* 0: from luod's PREPARE */
+	char **argv;
+	struct mem mems[MAX_MEMS];
+	size_t n_mems;
+} arg = {
+	.session = "exec",
+	.signal = SIGUSR1,
+};
+
+static struct luod_client *client;
+static int session_fd = -1; /* our outgoing session */
+static int incoming_fd = -1; /* the claimed session, until FINISHED */
+static struct prog prog;
+static enum phase phase = PH_IDLE;
+static bool update_aborted; /* ABORTED came while PREPARING */
+static uint64_t deadline_us;
+static sigset_t orig_mask;
+static char log_ident[LABEL_MAX + 16];
+
+/* Signals */
+
+static const char *sig_name(int sig)
+{
+	static char buf[16];
+	const char *n = sig > 0 ? sigabbrev_np(sig) : NULL;
+
+	if (!n) {
+		snprintf(buf, sizeof(buf), "%d", sig);
+		return buf;
+	}
+	snprintf(buf, sizeof(buf), "SIG%s", n);
+	return buf;
+}
+
+/* "USR1", "SIGUSR1", "10" or "none" (0). Returns -EINVAL if unknown. */
+static int parse_signal(const char *s)
+{
+	char *end;
+	long v;
+
+	if (streq(s, "none") || streq(s, "0"))
+		return 0;
+	if (!strncmp(s, "SIG", 3))
+		s += 3;
+	for (int i = 1; i < NSIG; i++) {
+		const char *n = sigabbrev_np(i);
+
+		if (n && !strcasecmp(n, s))
+			return i;
+	}
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v >= NSIG)
+		return -EINVAL;
+	return (int)v;
+}
+
+/* "exited with status 3", "was killed by SIGSEGV (core dumped)" */
+static const char *describe_status(int status)
+{
+	static char buf[64];
+
+	if (WIFEXITED(status))
+		snprintf(buf, sizeof(buf), "exited with status %d",
+			 WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, sizeof(buf), "was killed by %s%s",
+			 sig_name(WTERMSIG(status)),
+			 WCOREDUMP(status) ? " (core dumped)" : "");
+	else
+		snprintf(buf, sizeof(buf), "ended with wait status 0x%x",
+			 status);
+	return buf;
+}
+
+/* What luod-exec exits with once PROGRAM has ended: PROGRAM's own status. */
+static int exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return EXIT_FAILED;
+}
+
+/* Labels and tokens */
+
+static bool valid_label(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > LABEL_MAX)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_' ||
+		      *s == '-'))
+			return false;
+	return true;
+}
+
+/*
+ * A token must not change from one luod-exec to the next, whatever order
+ * the --fd options come in: FNV-1a of the label is stable and needs no
+ * state. Token 0 is the manifest's.
+ */
+static uint64_t label_token(const char *label)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (const unsigned char *p = (const unsigned char *)label; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	return h;
+}
+
+static const char *human_size(uint64_t n)
+{
+	static char bufs[4][32];
+	static unsigned i;
+	char *b = bufs[i++ % 4];
+
+	if (n >= (1ULL << 30) && n % (1ULL << 30) == 0)
+		snprintf(b, 32, "%" PRIu64 " GiB", n >> 30);
+	else if (n >= (1ULL << 20) && n % (1ULL << 20) == 0)
+		snprintf(b, 32, "%" PRIu64 " MiB", n >> 20);
+	else if (n >= (1ULL << 10) && n % (1ULL << 10) == 0)
+		snprintf(b, 32, "%" PRIu64 " KiB", n >> 10);
+	else
+		snprintf(b, 32, "%" PRIu64 " bytes", n);
+	return b;
+}
+
+/* "4096", "64K", "256M", "1G", "2GiB" */
+static int parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -errno;
+	switch (*end) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	}
+	if (shift && (streq(end, "iB") || streq(end, "B")))
+		end += strlen(end);
+	if (*end || v == 0 || v > (UINT64_MAX >> shift) ||
+	    (v << shift) > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* LABEL=N[:SIZE] */
+static int parse_fd_option(const char *s)
+{
+	struct rlimit rl = { .rlim_cur = 1024 };
+	struct mem *m;
+	const char *eq = strchr(s, '='), *num;
+	char *end;
+	long n;
+
+	if (arg.n_mems == MAX_MEMS) {
+		log_error("at most %d --fd options", MAX_MEMS);
+		return -E2BIG;
+	}
+	m = &arg.mems[arg.n_mems];
+	*m = (struct mem){ .fd = -1 };
+	if (!eq || (size_t)(eq - s) > LABEL_MAX) {
+		log_error(
+			"--fd '%s': expected LABEL=N[:SIZE], for example ram=3:256M",
+			s);
+		return -EINVAL;
+	}
+	memcpy(m->label, s, (size_t)(eq - s));
+	if (!valid_label(m->label)) {
+		log_error(
+			"--fd '%s': a label is 1 to %d bytes of A-Z a-z 0-9 . _ -",
+			s, LABEL_MAX);
+		return -EINVAL;
+	}
+	num = eq + 1;
+	errno = 0;
+	n = strtol(num, &end, 10);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (errno || end == num || (*end && *end != ':') || n < 0 ||
+	    (rlim_t)n >= rl.rlim_cur) {
+		log_error(
+			"--fd '%s': N must be an fd number below the open file limit (%llu)",
+			s, (unsigned long long)rl.rlim_cur);
+		return -EINVAL;
+	}
+	if (n < 3) {
+		log_error(
+			"--fd '%s': fd %ld is PROGRAM's stdin, stdout or stderr; use 3 or above",
+			s, n);
+		return -EINVAL;
+	}
+	m->target = (int)n;
+	if (*end == ':' && parse_size(end + 1, &m->size) < 0) {
+		log_error(
+			"--fd '%s': SIZE must be a positive number of bytes, optionally with K, M, G or T",
+			s);
+		return -EINVAL;
+	}
+	m->token = label_token(m->label);
+	if (m->token == MANIFEST_TOKEN) {
+		log_error(
+			"--fd '%s': label '%s' hashes to token 0, which the manifest uses; pick another label",
+			s, m->label);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < arg.n_mems; i++) {
+		struct mem *o = &arg.mems[i];
+
+		if (streq(o->label, m->label)) {
+			log_error("--fd: label '%s' is given twice", m->label);
+			return -EINVAL;
+		}
+		if (o->target == m->target) {
+			log_error("--fd: fd %d is given to both '%s' and '%s'",
+				  m->target, o->label, m->label);
+			return -EINVAL;
+		}
+		if (o->token == m->token) {
+			log_error(
+				"--fd: labels '%s' and '%s' hash to the same token; rename one",
+				o->label, m->label);
+			return -EINVAL;
+		}
+	}
+	arg.n_mems++;
+	return 0;
+}
+
+/* luod */
+
+static int luod_failed(const char *what, int r)
+{
+	if (r == -EPROTO)
+		log_error("%s: luod refused: %s: %s", what,
+			  luod_last_error(client),
+			  luod_last_error_message(client));
+	else
+		log_error("%s: %s", what, strerror(-r));
+	return r;
+}
+
+/* The manifest */
+
+static int write_manifest(int *out)
+{
+	_cleanup_close_ int fd =
+		memfd_create("luod-exec-manifest", MFD_CLOEXEC);
+	_cleanup_fclose_ FILE *f = NULL;
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	f = fdopen(dup(fd), "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "%s\nid %s\nprogram %s\n", MANIFEST_MAGIC, arg.id,
+		arg.argv[0]);
+	/* fd LABEL N SIZE TOKEN */
+	for (size_t i = 0; i < arg.n_mems; i++)
+		fprintf(f, "fd %s %d %" PRIu64 " %016" PRIx64 "\n",
+			arg.mems[i].label, arg.mems[i].target, arg.mems[i].size,
+			arg.mems[i].token);
+	r = fflush(f) == 0 && !ferror(f) ? 0 : -EIO;
+	if (r < 0)
+		return r;
+	*out = take_fd(&fd);
+	return 0;
+}
+
+struct manifest_entry {
+	char label[LABEL_MAX + 1];
+	int target;
+	uint64_t size, token;
+	bool used;
+};
+
+static int read_manifest(int fd, struct manifest_entry *e, size_t *n)
+{
+	_cleanup_free_ char *text = NULL;
+	char *line, *save = NULL;
+	int r;
+
+	r = read_all_fd(fd, MANIFEST_MAX, &text, NULL);
+	if (r < 0)
+		return r;
+	line = strtok_r(text, "\n", &save);
+	if (!streq(line, MANIFEST_MAGIC))
+		return -EBADMSG;
+	*n = 0;
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		struct manifest_entry x = { 0 };
+
+		if (strncmp(line, "fd ", 3))
+			continue; /* id, program: for people */
+		if (sscanf(line, "fd %64s %d %" SCNu64 " %" SCNx64, x.label,
+			   &x.target, &x.size, &x.token) != 4 ||
+		    *n == MAX_MEMS)
+			return -EBADMSG;
+		e[(*n)++] = x;
+	}
+	return 0;
+}
+
+/* Memory */
+
+static int create_mem(struct mem *m)
+{
+	char name[LABEL_MAX + 16];
+
+	if (!m->size) {
+		log_error(
+			"--fd %s=%d: no SIZE, and there is no memory of that label to restore; give it as %s=%d:SIZE",
+			m->label, m->target, m->label, m->target);
+		return -EINVAL;
+	}
+	snprintf(name, sizeof(name), "luod-exec:%s", m->label);
+	m->fd = memfd_create(name, MFD_CLOEXEC);
+	if (m->fd < 0)
+		return log_errno(-errno, "memfd_create for '%s'", m->label);
+	if (ftruncate(m->fd, (off_t)m->size) < 0)
+		return log_errno(-errno, "sizing '%s' to %s", m->label,
+				 human_size(m->size));
+	m->fresh = true;
+	return 0;
+}
+
+/*
+ * A fresh outgoing session with every memfd and the manifest. PRESERVE_FD
+ * allocates and pins the memory, so a SIZE the machine cannot hold fails
+ * here, before PROGRAM starts.
+ */
+static int preserve_all(void)
+{
+	_cleanup_close_ int manifest = -1;
+	int r;
+
+	r = luod_create_session(client, arg.session, &session_fd);
+	if (r < 0)
+		return luod_failed("creating the session", r);
+	for (size_t i = 0; i < arg.n_mems; i++) {
+		struct mem *m = &arg.mems[i];
+
+		r = luod_session_preserve_fd(session_fd, m->fd, m->token);
+		if (r < 0)
+			return log_errno(
+				r,
+				"preserving '%s' (%s) in session %s; is there that much free memory?",
+				m->label, human_size(m->size), arg.session);
+	}
+	r = write_manifest(&manifest);
+	if (r < 0)
+		return log_errno(r, "writing the manifest");
+	r = luod_session_preserve_fd(session_fd, manifest, MANIFEST_TOKEN);
+	if (r < 0)
+		return log_errno(r, "preserving the manifest");
+	return 0;
+}
+
+/*
+ * Take the memory back from a session that came through an update. Labels
+ * the manifest has are retrieved; new labels get fresh memory.
+ */
+static int restore_mems(int sfd)
+{
+	struct manifest_entry entries[MAX_MEMS];
+	_cleanup_close_ int manifest = -1;
+	size_t n = 0;
+	int r;
+
+	manifest = luod_session_retrieve_fd(sfd, MANIFEST_TOKEN);
+	if (manifest < 0)
+		return log_errno(
+			manifest,
+			"retrieving the manifest (token 0) of session %s; was it made by luod-exec? 'luoctl release %s %s' drops it",
+			arg.session, arg.id, arg.session);
+	r = read_manifest(manifest, entries, &n);
+	if (r < 0)
+		return log_errno(r, "reading the manifest of session %s",
+				 arg.session);
+
+	for (size_t i = 0; i < arg.n_mems; i++) {
+		struct mem *m = &arg.mems[i];
+		struct manifest_entry *e = NULL;
+		struct stat st;
+
+		for (size_t j = 0; j < n; j++)
+			if (streq(entries[j].label, m->label))
+				e = &entries[j];
+		if (!e) {
+			log_notice(
+				"'%s' did not come through the update; it gets fresh memory",
+				m->label);
+			r = create_mem(m);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		e->used = true;
+		if (e->token != m->token) {
+			log_error(
+				"the manifest has token %016" PRIx64
+				" for '%s', not %016" PRIx64
+				"; was the session made by another luod-exec version?",
+				e->token, m->label, m->token);
+			return -EBADMSG;
+		}
+		m->fd = luod_session_retrieve_fd(sfd, m->token);
+		if (m->fd < 0)
+			return log_errno(m->fd,
+					 "retrieving '%s' (token %016" PRIx64
+					 ")",
+					 m->label, m->token);
+		/* LUO does not keep FD_CLOEXEC. */
+		fcntl(m->fd, F_SETFD, FD_CLOEXEC);
+		if (fstat(m->fd, &st) < 0)
+			return log_errno(-errno, "fstat of '%s'", m->label);
+		if (m->size && (uint64_t)st.st_size != m->size) {
+			log_error(
+				"'%s' came through the update with %s but --fd asks for %s; give the old size, or leave SIZE out to take what came through",
+				m->label, human_size((uint64_t)st.st_size),
+				human_size(m->size));
+			return -EINVAL;
+		}
+		m->size = (uint64_t)st.st_size;
+		if (e->target != m->target)
+			log_notice(
+				"'%s' was at fd %d before the update; --fd puts it at fd %d now",
+				m->label, e->target, m->target);
+	}
+	for (size_t j = 0; j < n; j++)
+		if (!entries[j].used)
+			log_warning(
+				"'%s' (%s) came through the update but no --fd asks for it; its memory is freed",
+				entries[j].label, human_size(entries[j].size));
+	return 0;
+}
+
+/* PROGRAM */
+
+static _Noreturn void child_fail(int err_fd, int e)
+{
+	(void)!write(err_fd, &e, sizeof(e));
+	_exit(EXIT_CANNOT_EXEC);
+}
+
+static void describe_fds(char *buf, size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < arg.n_mems && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s=%d",
+					i ? " " : "", arg.mems[i].label,
+					arg.mems[i].target);
+}
+
+/*
+ * Runs in the child: put every memfd at its fd number without FD_CLOEXEC,
+ * undo luod-exec's signal setup, exec. Sources are moved above every
+ * target first, so no dup2() overwrites a memfd not yet placed.
+ */
+static _Noreturn void exec_child(int err_fd, const char *state)
+{
+	int high = 3, fds[MAX_MEMS];
+	char buf[MAX_MEMS * (LABEL_MAX + 12)];
+
+	for (size_t i = 0; i < arg.n_mems; i++)
+		if (arg.mems[i].target >= high)
+			high = arg.mems[i].target + 1;
+	err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, high);
+	if (err_fd < 0)
+		_exit(EXIT_CANNOT_EXEC);
+	for (size_t i = 0; i < arg.n_mems; i++) {
+		fds[i] = fcntl(arg.mems[i].fd, F_DUPFD_CLOEXEC, high);
+		if (fds[i] < 0)
+			child_fail(err_fd, errno);
+	}
+	for (size_t i = 0; i < arg.n_mems; i++)
+		if (dup2(fds[i], arg.mems[i].target) < 0)
+			child_fail(err_fd, errno);
+
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+
+	describe_fds(buf, sizeof(buf));
+	setenv("LUOD_EXEC_FDS", buf, 1);
+	setenv("LUOD_EXEC_STATE", state, 1);
+	setenv("LUOD_EXEC_ID", arg.id, 1);
+	execvp(arg.argv[0], arg.argv);
+	child_fail(err_fd, errno);
+}
+
+/*
+ * Start PROGRAM. state tells it how it finds its memory: "new", "restored"
+ * (after a live update) or "restarted" (same boot, after an aborted
+ * update). Returns 0, or an exit status of luod-exec when exec failed.
+ */
+static int start_program(const char *state)
+{
+	_cleanup_close_ int rd = -1, wr = -1;
+	int p[2], e = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return log_errno(-errno, "pipe2"), EXIT_FAILED;
+	rd = p[0];
+	wr = p[1];
+	pid = fork();
+	if (pid < 0)
+		return log_errno(-errno, "fork"), EXIT_FAILED;
+	if (pid == 0)
+		exec_child(wr, state);
+	wr = safe_close(wr);
+	/* The pipe closes on a successful exec and carries errno otherwise. */
+	do
+		n = read(rd, &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	if (n == sizeof(e)) {
+		waitpid(pid, NULL, 0);
+		log_error("cannot run %s: %s", arg.argv[0], strerror(e));
+		return e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+	}
+	prog = (struct prog){ .pid = pid,
+			      .started_us = now_mono_us(),
+			      .starts = prog.starts + 1 };
+	log_info("started %s (pid %d, %s memory)", arg.argv[0], (int)pid,
+		 state);
+	return 0;
+}
+
+/* Reap PROGRAM if it has exited. Returns true if it has. */
+static bool reap(void)
+{
+	int status;
+	pid_t r;
+
+	if (!prog.pid)
+		return true;
+	do
+		r = waitpid(prog.pid, &status, WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0)
+		return false;
+	prog.pid = 0;
+	prog.status = status;
+	return true;
+}
+
+/* Release our session: PROGRAM is gone and nobody will claim its memory. */
+static void release_session(void)
+{
+	int r;
+
+	if (session_fd < 0)
+		return;
+	for (int tries = 0;; tries++) {
+		r = luod_release(client, arg.id, arg.session);
+		/* While an update is still winding down, RELEASE is refused. */
+		if (r == -EPROTO &&
+		    streq(luod_last_error(client), "WRONG_STATE") &&
+		    tries < 50) {
+			struct luod_event ev;
+
+			if (luod_next_event(client, &ev, 100) == 1)
+				safe_close(ev.new_session_fd);
+			continue;
+		}
+		break;
+	}
+	if (r < 0)
+		luod_failed("releasing the session", r);
+	else
+		log_info("released session %s: its memory is freed",
+			 arg.session);
+	session_fd = safe_close(session_fd);
+}
+
+/*
+ * The claimed session goes back to userspace: SESSION_FINISH, FINISHED,
+ * then a fresh session with the same memory for the next update (a
+ * retrieved session takes no new files).
+ */
+static int finish_incoming(const char *why)
+{
+	int r;
+
+	if (incoming_fd < 0)
+		return 0;
+	r = luod_session_finish(incoming_fd);
+	if (r < 0)
+		return log_errno(r, "LIVEUPDATE_SESSION_FINISH of session %s",
+				 arg.session);
+	r = luod_finished(client, arg.session);
+	if (r < 0)
+		return luod_failed("reporting FINISHED", r);
+	incoming_fd = safe_close(incoming_fd);
+	log_info("FINISHED session %s (%s)", arg.session, why);
+	r = preserve_all();
+	if (r < 0)
+		return r;
+	log_info("memory preserved again for the next update");
+	return 0;
+}
+
+/* Updates */
+
+static void send_ready(void)
+{
+	int r = luod_ready(client);
+
+	if (r == -EPROTO && streq(luod_last_error(client), "WRONG_STATE")) {
+		log_notice("the update ended before READY: %s",
+			   luod_last_error_message(client));
+		update_aborted = true;
+		return;
+	}
+	if (r < 0) {
+		luod_failed("sending READY", r);
+		return;
+	}
+	phase = PH_READY;
+	log_info("READY");
+}
+
+static void send_not_ready(const char *reason)
+{
+	int r = luod_not_ready(client, reason);
+
+	log_error("NOT_READY: %s", reason);
+	if (r < 0 &&
+	    !(r == -EPROTO && streq(luod_last_error(client), "WRONG_STATE")))
+		luod_failed("sending NOT_READY", r);
+}
+
+static void on_prepare(const struct luod_event *ev)
+{
+	long timeout_ms = (long)ev->timeout_ms - 1000;
+
+	/* luod times out on its own; answering first gives it our reason. */
+	if (timeout_ms < 1000)
+		timeout_ms = 1000;
+	if (arg.prepare_timeout_ms && arg.prepare_timeout_ms < timeout_ms)
+		timeout_ms = arg.prepare_timeout_ms;
+	update_aborted = false;
+	phase = PH_PREPARING;
+	deadline_us = now_mono_us() + (uint64_t)timeout_ms * 1000;
+	prog.signalled_us = now_mono_us();
+	if (arg.ready_file && unlink(arg.ready_file) < 0 && errno != ENOENT)
+		log_warning("cannot remove the old ready file %s: %s",
+			    arg.ready_file, strerror(errno));
+	if (!prog.pid) {
+		log_info("PREPARE for update %" PRIu64 ": %s is not running",
+			 ev->update, arg.argv[0]);
+		return;
+	}
+	if (arg.signal && kill(prog.pid, arg.signal) < 0)
+		log_warning("sending %s to %s (pid %d): %s",
+			    sig_name(arg.signal), arg.argv[0], (int)prog.pid,
+			    strerror(errno));
+	log_info("PREPARE for update %" PRIu64
+		 ": sent %s to %s (pid %d); waiting up to %.1f s for it to %s",
+		 ev->update, arg.signal ? sig_name(arg.signal) : "no signal",
+		 arg.argv[0], (int)prog.pid, timeout_ms / 1000.0,
+		 arg.ready_file ? "exit or create the ready file" : "exit");
+}
+
+/*
+ * An update PROGRAM got ready for did not happen: carry on. Returns -1 to
+ * go on, or luod-exec's exit status when PROGRAM cannot.
+ */
+static int resume_after_abort(void)
+{
+	int r;
+
+	phase = PH_IDLE;
+	update_aborted = false;
+	if (!prog.pid) {
+		if (exit_code(prog.status) != 0)
+			return exit_code(prog.status); /* reported already */
+		log_info("restarting %s with the same memory", arg.argv[0]);
+		r = start_program("restarted");
+		return r == 0 ? -1 : r;
+	}
+	if (arg.ready_file)
+		unlink(arg.ready_file);
+	if (arg.resume_signal) {
+		kill(prog.pid, arg.resume_signal);
+		log_info("sent %s to %s (pid %d) so it resumes",
+			 sig_name(arg.resume_signal), arg.argv[0],
+			 (int)prog.pid);
+	} else if (prog.signalled_us) {
+		log_notice(
+			"%s (pid %d) is still running; if it paused for the update, resume it (--resume-signal does that)",
+			arg.argv[0], (int)prog.pid);
+	}
+	return -1;
+}
+
+/*
+ * While PREPARING: is PROGRAM done? Returns -1 to go on waiting, 1 when it
+ * got ready, 0 when it failed, with the reason for luod in reason.
+ */
+static int check_prepared(char *reason, size_t size)
+{
+	double took = (double)(now_mono_us() - prog.signalled_us) / 1e6;
+	struct stat st;
+
+	if (!prog.pid) {
+		if (exit_code(prog.status) == 0) {
+			log_info("%s %s after %.2f s", arg.argv[0],
+				 describe_status(prog.status), took);
+			return 1;
+		}
+		snprintf(
+			reason, size,
+			"%s (luod-exec %s) %s while getting ready for the update",
+			arg.argv[0], arg.id, describe_status(prog.status));
+		return 0;
+	}
+	if (arg.ready_file && stat(arg.ready_file, &st) == 0) {
+		log_info(
+			"%s created %s after %.2f s; it keeps running until the reboot",
+			arg.argv[0], arg.ready_file, took);
+		return 1;
+	}
+	if (now_mono_us() < deadline_us)
+		return -1;
+	snprintf(
+		reason, size,
+		"%s (luod-exec %s, pid %d) neither exited%s within %.1f s of %s",
+		arg.argv[0], arg.id, (int)prog.pid,
+		arg.ready_file ? " nor created its ready file" : "", took,
+		arg.signal ? sig_name(arg.signal) : "PREPARE");
+	return 0;
+}
+
+/* The loop */
+
+static int setup_signals(int *sfd)
+{
+	sigset_t mask;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (arg.finish_signal)
+		sigaddset(&mask, arg.finish_signal);
+	if (sigprocmask(SIG_BLOCK, &mask, &orig_mask) < 0)
+		return -errno;
+	*sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	return *sfd < 0 ? -errno : 0;
+}
+
+/* Returns luod-exec's exit status when it is time to exit, else -1. */
+static int handle_signal(int sfd)
+{
+	struct signalfd_siginfo si;
+
+	while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+		int sig = (int)si.ssi_signo;
+
+		if (sig == SIGCHLD)
+			continue; /* reaped by the loop */
+		if (sig == arg.finish_signal && incoming_fd >= 0) {
+			if (finish_incoming("on signal") < 0)
+				return EXIT_FAILED;
+			continue;
+		}
+		if (sig != SIGTERM && sig != SIGINT && sig != SIGHUP)
+			continue;
+		if (phase == PH_READY) {
+			/* luod holds the session across the reboot. */
+			log_info(
+				"got %s after READY: exiting; the memory goes through the update",
+				sig_name(sig));
+			return 0;
+		}
+		if (phase == PH_PREPARING && !update_aborted) {
+			send_not_ready("luod-exec was told to stop");
+			update_aborted = true;
+		}
+		phase = PH_STOPPING;
+		if (!prog.pid)
+			return exit_code(prog.status);
+		log_info("got %s: passing SIGTERM to %s (pid %d)",
+			 sig_name(sig), arg.argv[0], (int)prog.pid);
+		kill(prog.pid, SIGTERM);
+	}
+	return -1;
+}
+
+/* PROGRAM has ended outside an update: so does luod-exec. */
+static int program_ended(void)
+{
+	if (incoming_fd >= 0) {
+		log_error(
+			"%s %s before the session was finished; luod still holds it: run luod-exec again to retry with the same memory, or 'luoctl release %s %s' to drop it",
+			arg.argv[0], describe_status(prog.status), arg.id,
+			arg.session);
+		return exit_code(prog.status);
+	}
+	log_info("%s %s", arg.argv[0], describe_status(prog.status));
+	release_session();
+	return exit_code(prog.status);
+}
+
+/*
+ * While PREPARING: answer luod once PROGRAM is done. Returns the poll
+ * timeout to use, or -2 with *exit_status set when luod-exec must exit.
+ */
+static int step_prepare(int *exit_status)
+{
+	char reason[256];
+	int r = check_prepared(reason, sizeof(reason));
+
+	if (r < 0)
+		return 20; /* look at the ready file and the deadline again */
+	if (!update_aborted) {
+		if (r == 1) {
+			send_ready();
+			if (!update_aborted)
+				return -1;
+		} else {
+			send_not_ready(reason);
+			update_aborted = true;
+		}
+	}
+	/* Aborted, by luod or by us: PROGRAM carries on, if it can. */
+	r = resume_after_abort();
+	if (r < 0)
+		return -1;
+	release_session();
+	*exit_status = r;
+	return -2;
+}
+
+/* Returns luod-exec's exit status. */
+static int run(int sfd)
+{
+	for (;;) {
+		struct pollfd p[2] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = luod_fd(client), .events = POLLIN },
+		};
+		struct luod_event ev;
+		int timeout = -1, r;
+
+		if (reap() && (phase == PH_IDLE || phase == PH_STOPPING))
+			return program_ended();
+		if (phase == PH_PREPARING) {
+			timeout = step_prepare(&r);
+			if (timeout == -2)
+				return r;
+		}
+
+		r = poll(p, 2, timeout);
+		if (r < 0 && errno != EINTR)
+			return log_errno(-errno, "poll"), EXIT_FAILED;
+		if (p[0].revents) {
+			r = handle_signal(sfd);
+			if (r >= 0)
+				return r;
+		}
+		if (!p[1].revents)
+			continue;
+		r = luod_next_event(client, &ev, 0);
+		if (r < 0) {
+			luod_failed("waiting for luod", r);
+			log_error(
+				"lost luod: %s keeps running, but is not covered by live updates until luod-exec is run again",
+				arg.argv[0]);
+			while (prog.pid &&
+			       waitpid(prog.pid, &prog.status, 0) < 0 &&
+			       errno == EINTR)
+				;
+			return exit_code(prog.status);
+		}
+		if (r == 0)
+			continue;
+		safe_close(ev.new_session_fd); /* we have our own */
+		if (ev.type == LUOD_EVENT_PREPARE) {
+			on_prepare(&ev);
+		} else if (ev.type == LUOD_EVENT_ABORTED) {
+			log_notice("update aborted: %s", ev.reason);
+			if (phase == PH_PREPARING) {
+				update_aborted = true; /* wait for PROGRAM */
+			} else if (phase == PH_READY) {
+				r = resume_after_abort();
+				if (r >= 0) {
+					release_session();
+					return r;
+				}
+			}
+		}
+	}
+}
+
+/* Setup */
+
+static void help(void)
+{
+	printf("Usage: luod-exec --id ID --fd LABEL=N[:SIZE]... [OPTIONS] -- PROGRAM [ARGS...]\n"
+	       "\n"
+	       "Run PROGRAM with memfds that survive live updates, for programs that do\n"
+	       "not speak luod's protocol (a VMM with -add-fd, for example).\n"
+	       "\n"
+	       "First start: creates a memfd of SIZE bytes per label and preserves it in a\n"
+	       "LUO session. After a live update: takes the same memory back. Either way\n"
+	       "PROGRAM starts with each memfd at fd N. At an update, PROGRAM gets a signal\n"
+	       "and luod-exec tells luod it is ready once PROGRAM has exited (or created\n"
+	       "the ready file). PROGRAM sees LUOD_EXEC_STATE=new, restored or restarted.\n"
+	       "\n"
+	       "Options:\n"
+	       "  -i, --id ID               luod client id (required)\n"
+	       "  -f, --fd LABEL=N[:SIZE]   a memfd labelled LABEL at fd N (3 or above);\n"
+	       "                            SIZE in bytes or with K, M, G, T; needed when\n"
+	       "                            the memory is created\n"
+	       "  -n, --session NAME        LUO session name (default: exec)\n"
+	       "  -s, --signal SIG          sent to PROGRAM at PREPARE (default: USR1; none)\n"
+	       "  -r, --ready-file PATH     PROGRAM is ready once PATH exists (it may keep\n"
+	       "                            running); otherwise once it exits with status 0\n"
+	       "  -t, --prepare-timeout S   seconds PROGRAM may take to get ready (default:\n"
+	       "                            luod's update timeout less 1 s)\n"
+	       "      --resume-signal SIG   sent to a still-running PROGRAM when an update\n"
+	       "                            it got ready for is aborted\n"
+	       "      --finish-after SIG    after an update, report FINISHED when luod-exec\n"
+	       "                            gets SIG, not as soon as PROGRAM has started\n"
+	       "  -S, --socket PATH         luod's socket (default: $LUOD_SOCKET, else luod's)\n"
+	       "  -h, --help                show this help\n"
+	       "\n"
+	       "Exit status: PROGRAM's, or 128+N if it was killed by signal N; 125 if\n"
+	       "luod-exec failed, 126 if PROGRAM cannot run, 127 if it is not found.\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+	enum { OPT_RESUME = 0x100, OPT_FINISH };
+	static const struct option opts[] = {
+		{ "id", required_argument, NULL, 'i' },
+		{ "fd", required_argument, NULL, 'f' },
+		{ "session", required_argument, NULL, 'n' },
+		{ "signal", required_argument, NULL, 's' },
+		{ "ready-file", required_argument, NULL, 'r' },
+		{ "prepare-timeout", required_argument, NULL, 't' },
+		{ "resume-signal", required_argument, NULL, OPT_RESUME },
+		{ "finish-after", required_argument, NULL, OPT_FINISH },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	int o, sig;
+	char *end;
+
+	while ((o = getopt_long(argc, argv, "+i:f:n:s:r:t:S:h", opts, NULL)) !=
+	       -1) {
+		switch (o) {
+		case 'i':
+			arg.id = optarg;
+			break;
+		case 'f':
+			if (parse_fd_option(optarg) < 0)
+				return -EINVAL;
+			break;
+		case 'n':
+			arg.session = optarg;
+			break;
+		case 's':
+		case OPT_RESUME:
+		case OPT_FINISH:
+			sig = parse_signal(optarg);
+			if (sig < 0 || (sig == 0 && o == OPT_FINISH) ||
+			    sig == SIGKILL || sig == SIGSTOP ||
+			    (o == OPT_FINISH &&
+			     (sig == SIGCHLD || sig == SIGTERM ||
+			      sig == SIGINT || sig == SIGHUP))) {
+				log_error(
+					"'%s' is not a signal luod-exec can use here (USR1, SIGUSR2, 12%s)",
+					optarg, o == 's' ? ", none" : "");
+				return -EINVAL;
+			}
+			if (o == 's')
+				arg.signal = sig;
+			else if (o == OPT_RESUME)
+				arg.resume_signal = sig;
+			else
+				arg.finish_signal = sig;
+			break;
+		case 'r':
+			arg.ready_file = optarg;
+			break;
+		case 't':
+			errno = 0;
+			arg.prepare_timeout_ms =
+				strtol(optarg, &end, 10) * 1000;
+			if (errno || *end || end == optarg ||
+			    arg.prepare_timeout_ms <= 0) {
+				log_error(
+					"--prepare-timeout takes a whole number of seconds, at least 1, not '%s'",
+					optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'S':
+			arg.socket = optarg;
+			break;
+		case 'h':
+			help();
+			exit(0);
+		default:
+			return -EINVAL;
+		}
+	}
+	if (!arg.id || !arg.n_mems || optind >= argc) {
+		log_error(
+			"needs --id, at least one --fd, and a PROGRAM after '--'");
+		return -EINVAL;
+	}
+	if (strlen(arg.id) > 64) {
+		log_error("--id is at most 64 bytes");
+		return -EINVAL;
+	}
+	arg.argv = argv + optind;
+	return 0;
+}
+
+/*
+ * Claim what luod holds for this id. Returns 1 when our session came
+ * through an update (incoming_fd set), 0 for a first start, or -errno.
+ * Other sessions of the id, and an outgoing one left by a luod-exec that
+ * died in this boot (LUO hands files back only after an update), are
+ * dropped.
+ */
+static int claim(void)
+{
+	struct luod_session *s = NULL;
+	size_t n = 0;
+	int r, found = 0;
+
+	r = luod_claim(client, NULL, &s, &n);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return luod_failed("claiming the sessions of this id", r);
+	for (size_t i = 0; i < n; i++) {
+		if (streq(s[i].name, arg.session) && s[i].claimed) {
+			incoming_fd = s[i].fd;
+			s[i].fd = -1;
+			log_info("claimed session %s (from generation %" PRIu64
+				 ")",
+				 s[i].name, s[i].generation);
+			found = 1;
+			continue;
+		}
+		if (streq(s[i].name, arg.session))
+			log_notice(
+				"session %s was made earlier in this boot by a luod-exec that has gone; its memory cannot be read back before an update, so PROGRAM starts with fresh memory",
+				s[i].name);
+		else
+			log_notice(
+				"dropping session %s of id %s, which luod-exec does not use",
+				s[i].name, arg.id);
+		r = luod_release(client, arg.id, s[i].name);
+		if (r < 0) {
+			luod_sessions_free(s, n);
+			return luod_failed("releasing a stale session", r);
+		}
+	}
+	luod_sessions_free(s, n);
+	return found;
+}
+
+int main(int argc, char **argv)
+{
+	char fds[MAX_MEMS * (LABEL_MAX + 12)];
+	_cleanup_close_ int sfd = -1;
+	const char *state;
+	int r;
+
+	log_setup("luod-exec", LOG_INFO);
+	if (parse_args(argc, argv) < 0) {
+		fprintf(stderr, "Try 'luod-exec --help'.\n");
+		return 2;
+	}
+	snprintf(log_ident, sizeof(log_ident), "luod-exec: %s", arg.id);
+	log_setup(log_ident, LOG_INFO);
+
+	r = setup_signals(&sfd);
+	if (r < 0)
+		return log_errno(r, "setting up signals"), EXIT_FAILED;
+	r = luod_connect(arg.socket, arg.id, &client);
+	if (r < 0) {
+		log_error(
+			"cannot talk to luod%s%s: %s; is luod running? Pass --socket or set $LUOD_SOCKET if it listens elsewhere",
+			arg.socket ? " at " : "", arg.socket ? arg.socket : "",
+			strerror(-r));
+		return EXIT_FAILED;
+	}
+
+	r = claim();
+	if (r < 0)
+		return EXIT_FAILED;
+	if (r > 0) {
+		state = "restored";
+		if (restore_mems(incoming_fd) < 0)
+			return EXIT_FAILED;
+	} else {
+		state = "new";
+		for (size_t i = 0; i < arg.n_mems; i++)
+			if (create_mem(&arg.mems[i]) < 0)
+				return EXIT_FAILED;
+		if (preserve_all() < 0)
+			return EXIT_FAILED;
+	}
+	describe_fds(fds, sizeof(fds));
+	for (size_t i = 0; i < arg.n_mems; i++)
+		log_info("%s: %s at fd %d (%s)", arg.mems[i].label,
+			 human_size(arg.mems[i].size), arg.mems[i].target,
+			 arg.mems[i].fresh ? "new" : "restored");
+
+	/* Subscribed before PROGRAM runs, so no update can miss it. While
+	 * luod holds the claimed session it refuses to start an update. */
+	r = luod_subscribe(client);
+	if (r < 0)
+		return luod_failed("subscribing to updates", r), EXIT_FAILED;
+	r = start_program(state);
+	if (r != 0) {
+		/* Nothing will use the memory: do not carry it along. */
+		if (incoming_fd < 0)
+			release_session();
+		return r;
+	}
+	if (incoming_fd >= 0 && !arg.finish_signal &&
+	    finish_incoming("PROGRAM has started") < 0) {
+		kill(prog.pid, SIGTERM);
+		return EXIT_FAILED;
+	}
+	if (incoming_fd >= 0)
+		log_info("waiting for %s before reporting FINISHED",
+			 sig_name(arg.finish_signal));
+	fflush(stderr);
+	r = run(sfd);
+	luod_disconnect(client);
+	return r;
+}
