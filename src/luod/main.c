@@ -55,6 +55,9 @@ static void usage(FILE *f)
 
 static bool print_config;
 
+/* reboot_mode = systemd: see the check in main(). */
+#define REBOOT_SYSTEMD_WIRED 0
+
 /* An option checked by the same code, and in the same words, as its
  * luod.conf key. */
 static int set_option(struct config *cfg, const char *key, const char *opt,
@@ -472,6 +475,14 @@ int main(int argc, char **argv)
 			"reboot_mode = systemd needs luod to run as a systemd service with a file-descriptor "
 			"store ($FDSTORE is not set: luod.service sets FileDescriptorStoreMax=, which "
 			"systemd >= 254 passes on). Start luod with systemctl, or set reboot_mode = direct");
+		return 1;
+	}
+	/* Remove once update.c hands the sessions to the fd store and runs
+	 * systemd_kexec(): until then the mode would silently act as direct. */
+	if (d.cfg.reboot_mode == REBOOT_SYSTEMD && !REBOOT_SYSTEMD_WIRED) {
+		log_error(
+			"reboot_mode = systemd is not wired into this luod's update path yet; "
+			"set reboot_mode = direct (see luod.conf(5))");
 		return 1;
 	}
 	log_info(
