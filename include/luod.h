@@ -92,6 +92,18 @@ void luod_sessions_free(struct luod_session *sessions, size_t n);
 int luod_finished(struct luod_client *c, const char *name);
 int luod_release(struct luod_client *c, const char *id, const char *name);
 
+/*
+ * luod restarted (a call returned -ECONNRESET or -EPIPE): connect again,
+ * retrying for up to timeout_ms (-1: forever) while luod comes back, say
+ * HELLO, re-attach every session this client got from luod_create_session()
+ * or luod_claim() and still holds open, and SUBSCRIBE again if it had. luod
+ * then holds the sessions again, as before its restart.
+ */
+int luod_reconnect(struct luod_client *c, int timeout_ms);
+/* Hand one session fd back to luod (REATTACH); luod_reconnect() does this
+ * for the sessions libluod knows of. */
+int luod_reattach(struct luod_client *c, const char *name, int session_fd);
+
 /* Send any request and get its reply as a JSON text (malloc()ed), for
  * admin tools. Fds the reply carries are closed. */
 int luod_call_json(struct luod_client *c, const char *request_json, char **reply_json);

@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <time.h>
+
 #include "config.h"
 #include "luo.h"
 #include "luod.h"
@@ -39,6 +41,16 @@ struct luod_client {
 	int64_t seq;
 	uint64_t generation;
 	char *id;
+	char *path;
+	bool subscribed;
+	/* Sessions this client got from luod and may have to hand back to a
+	 * restarted luod (luod_reconnect). The fds are the caller's. */
+	struct known_session {
+		char name[PROTO_ID_MAX + 1];
+		char kernel_name[64];
+		int fd;
+	} * known;
+	size_t n_known;
 	char error[32];
 	char message[1024];
 };
@@ -153,8 +165,8 @@ static int refused(struct luod_client *c, struct json_object *reply)
  * Send req (consumed) and wait for its reply. Returns 0 with *reply filled,
  * -EPROTO when luod refused (the code and message are kept), or -errno.
  */
-static int call(struct luod_client *c, struct json_object *req,
-		struct proto_msg *reply)
+static int call_fds(struct luod_client *c, struct json_object *req,
+		    const int *fds, size_t n_fds, struct proto_msg *reply)
 {
 	struct json_object *seq;
 	bool ok = false;
@@ -171,7 +183,7 @@ static int call(struct luod_client *c, struct json_object *req,
 		seq = json_object_new_int64(++c->seq);
 		json_object_object_add(req, "seq", seq);
 	}
-	r = proto_send(c->sock, req, NULL, 0);
+	r = proto_send(c->sock, req, fds, n_fds);
 	while (r == 0) {
 		r = drain(c, seq, reply, &bad);
 		if (r < 0 || reply->obj)
@@ -192,6 +204,12 @@ static int call(struct luod_client *c, struct json_object *req,
 		return r;
 	}
 	return 0;
+}
+
+static int call(struct luod_client *c, struct json_object *req,
+		struct proto_msg *reply)
+{
+	return call_fds(c, req, NULL, 0, reply);
 }
 
 static struct json_object *request(struct luod_client *c, const char *cmd,
@@ -220,6 +238,39 @@ static int simple_call(struct luod_client *c, struct json_object *req)
 	return r;
 }
 
+static void remember(struct luod_client *c, const char *name,
+		     const char *kernel_name, int fd)
+{
+	struct known_session *k = NULL;
+
+	for (size_t i = 0; i < c->n_known; i++)
+		if (streq(c->known[i].name, name))
+			k = &c->known[i];
+	if (!k) {
+		struct known_session *n =
+			realloc(c->known, (c->n_known + 1) * sizeof(*c->known));
+
+		/* Without memory only the re-attach after a luod restart is
+		 * lost, not the session. */
+		if (!n)
+			return;
+		c->known = n;
+		k = &c->known[c->n_known++];
+	}
+	copy_str(k->name, sizeof(k->name), name);
+	copy_str(k->kernel_name, sizeof(k->kernel_name), kernel_name);
+	k->fd = fd;
+}
+
+static void forget(struct luod_client *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_known; i++)
+		if (streq(c->known[i].name, name)) {
+			c->known[i] = c->known[--c->n_known];
+			return;
+		}
+}
+
 static void free_client(struct luod_client *c)
 {
 	while (c->head) {
@@ -234,6 +285,8 @@ static void free_client(struct luod_client *c)
 	safe_close(c->epfd);
 	safe_close(c->evfd);
 	free(c->id);
+	free(c->path);
+	free(c->known);
 	free(c);
 }
 
@@ -280,6 +333,8 @@ static int setup_poll_fd(struct luod_client *c)
 	return 0;
 }
 
+static int hello(struct luod_client *c);
+
 /* HELLO has no client to keep luod's refusal on: say it with errno. */
 static int hello_errno(const struct luod_client *c)
 {
@@ -295,12 +350,34 @@ static int hello_errno(const struct luod_client *c)
 	return -EPROTO;
 }
 
+static int hello(struct luod_client *c)
+{
+	struct json_object *req = request(c, "HELLO", true);
+	struct proto_msg reply;
+	int64_t v;
+	int r;
+
+	if (req)
+		json_object_object_add(req, "version",
+				       json_object_new_int(PROTO_VERSION));
+	r = call(c, req, &reply);
+	if (r == -EPROTO)
+		return hello_errno(c);
+	if (r < 0)
+		return r;
+	if (proto_get_int64(reply.obj, "version", &v) && v != PROTO_VERSION) {
+		proto_msg_clear(&reply);
+		return -EPROTONOSUPPORT;
+	}
+	if (proto_get_int64(reply.obj, "generation", &v) && v >= 0)
+		c->generation = (uint64_t)v;
+	proto_msg_clear(&reply);
+	return 0;
+}
+
 int luod_connect(const char *path, const char *id, struct luod_client **out)
 {
 	_cleanup_(luod_disconnectp) struct luod_client *c = NULL;
-	struct json_object *req;
-	struct proto_msg reply;
-	int64_t v;
 	int r;
 
 	if (!out || (id && !proto_valid_name(id)))
@@ -325,24 +402,88 @@ int luod_connect(const char *path, const char *id, struct luod_client **out)
 	r = setup_poll_fd(c);
 	if (r < 0)
 		return r;
-
-	req = request(c, "HELLO", true);
-	if (req)
-		json_object_object_add(req, "version",
-				       json_object_new_int(PROTO_VERSION));
-	r = call(c, req, &reply);
-	if (r == -EPROTO)
-		return hello_errno(c);
+	c->path = strdup(path);
+	if (!c->path)
+		return -ENOMEM;
+	r = hello(c);
 	if (r < 0)
 		return r;
-	if (proto_get_int64(reply.obj, "version", &v) && v != PROTO_VERSION) {
-		proto_msg_clear(&reply);
-		return -EPROTONOSUPPORT;
-	}
-	if (proto_get_int64(reply.obj, "generation", &v) && v >= 0)
-		c->generation = (uint64_t)v;
-	proto_msg_clear(&reply);
 	*out = take_ptr(c);
+	return 0;
+}
+
+int luod_reattach(struct luod_client *c, const char *name, int session_fd)
+{
+	struct json_object *req;
+	struct proto_msg reply;
+	char kernel_name[64];
+	int r;
+
+	if (!c || !proto_valid_name(name) || session_fd < 0)
+		return -EINVAL;
+	r = luod_session_get_name(session_fd, kernel_name);
+	if (r < 0)
+		return r;
+	req = request(c, "REATTACH", true);
+	add_string(req, "name", name);
+	r = call_fds(c, req, &session_fd, 1, &reply);
+	proto_msg_clear(&reply);
+	if (r == 0)
+		remember(c, name, kernel_name, session_fd);
+	return r;
+}
+
+int luod_reconnect(struct luod_client *c, int timeout_ms)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct timespec start, now;
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (c->sock >= 0)
+		epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
+	c->sock = safe_close(c->sock);
+	proto_reader_free(&c->reader);
+	c->dead = 0;
+	/* luod may still be restarting: its socket is missing or refuses. */
+	for (;;) {
+		long ms;
+
+		c->sock = open_socket(c->path);
+		if (c->sock >= 0)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (now.tv_sec - start.tv_sec) * 1000 +
+		     (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (timeout_ms >= 0 && ms >= timeout_ms)
+			return c->sock;
+		usleep(100 * 1000);
+	}
+	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->sock, &ev) < 0)
+		return -errno;
+	r = hello(c);
+	if (r < 0)
+		return r;
+	/* Hand back what this process still holds; luod checks each fd's
+	 * kernel name against its manifest. */
+	for (size_t i = 0; i < c->n_known;) {
+		struct known_session k = c->known[i];
+		char kn[64];
+
+		if (luod_session_get_name(k.fd, kn) < 0 ||
+		    !streq(kn, k.kernel_name)) {
+			forget(c, k.name); /* the caller closed it */
+			continue;
+		}
+		r = luod_reattach(c, k.name, k.fd);
+		if (r < 0)
+			return r;
+		i++;
+	}
+	if (c->subscribed)
+		return luod_subscribe(c);
 	return 0;
 }
 
@@ -368,9 +509,14 @@ const char *luod_last_error_message(const struct luod_client *c)
 
 int luod_subscribe(struct luod_client *c)
 {
+	int r;
+
 	if (!c)
 		return -EINVAL;
-	return simple_call(c, request(c, "SUBSCRIBE", true));
+	r = simple_call(c, request(c, "SUBSCRIBE", true));
+	if (r == 0)
+		c->subscribed = true;
+	return r;
 }
 
 int luod_create_session(struct luod_client *c, const char *name,
@@ -393,6 +539,13 @@ int luod_create_session(struct luod_client *c, const char *name,
 	}
 	*session_fd = reply.fds[0];
 	reply.n_fds = 0;
+	{
+		struct json_object *so = NULL;
+
+		json_object_object_get_ex(reply.obj, "session", &so);
+		remember(c, name, proto_get_string(so, "kernel_name"),
+			 *session_fd);
+	}
 	proto_msg_clear(&reply);
 	return 0;
 }
@@ -568,6 +721,9 @@ int luod_claim(struct luod_client *c, const char *name,
 		return r;
 	r = sessions_from_reply(&reply, sessions, n);
 	proto_msg_clear(&reply);
+	for (size_t i = 0; r == 0 && i < *n; i++)
+		remember(c, (*sessions)[i].name, (*sessions)[i].kernel_name,
+			 (*sessions)[i].fd);
 	return r;
 }
 
@@ -579,6 +735,7 @@ int luod_finished(struct luod_client *c, const char *name)
 		return -EINVAL;
 	req = request(c, "FINISHED", false);
 	add_string(req, "name", name);
+	forget(c, name);
 	return simple_call(c, req);
 }
 
@@ -592,6 +749,8 @@ int luod_release(struct luod_client *c, const char *id, const char *name)
 	req = request(c, "RELEASE", false);
 	add_string(req, "id", id);
 	add_string(req, "name", name);
+	if (streq(id, c->id))
+		forget(c, name);
 	return simple_call(c, req);
 }
 

@@ -90,6 +90,9 @@ static struct json_object *session_json(struct session *s, bool full)
 			       json_object_new_uint64(s->generation));
 	json_object_object_add(o, "kernel_name",
 			       json_object_new_string(s->kernel_name));
+	if (session_detached(s))
+		json_object_object_add(o, "detached",
+				       json_object_new_boolean(1));
 	if (full) {
 		json_object_object_add(o, "uid", json_object_new_int64(s->uid));
 		json_object_object_add(o, "created_us",
@@ -240,6 +243,13 @@ static void cmd_claim(struct request *q)
 			continue;
 		if (!may_touch(q, s))
 			return;
+		if (session_detached(s)) {
+			fail(q, PROTO_E_STATE,
+			     "session %s/%s is detached: luod restarted and lost its copy; the process that holds it "
+			     "must REATTACH it (libluod: luod_reconnect)",
+			     s->client, s->name);
+			return;
+		}
 		n++;
 	}
 	if (n == 0) {
@@ -340,6 +350,7 @@ static void cmd_finished(struct request *q)
 static void cmd_release(struct request *q)
 {
 	struct session *s = target_session(q);
+	char why[64];
 
 	if (!s)
 		return;
@@ -349,23 +360,88 @@ static void cmd_release(struct request *q)
 		     s->client, s->name);
 		return;
 	}
-	if (s->state == SESSION_INCOMING) {
-		/* Retrieving and finishing is what frees its pinned memory. */
-		int fd = luo_retrieve_session(q->d->dev_fd, s->kernel_name);
+	snprintf(why, sizeof(why), "RELEASE by uid %u (pid %d)",
+		 (unsigned)q->c->uid, (int)q->c->pid);
+	session_release(q->d, s, why);
+	reply_ok(q);
+}
 
-		if (fd >= 0) {
-			luo_finish(fd);
-			close(fd);
-		} else {
-			log_errno(fd, "retrieving %s to release it",
-				  s->kernel_name);
-		}
+/*
+ * A restarted luod lost its copies of the sessions it had created (and of
+ * those it had handed out after the kexec); their clients still hold them
+ * and send them back. The kernel's own name for the fd proves which
+ * session it is.
+ */
+static void cmd_reattach(struct request *q)
+{
+	const char *name = proto_get_string(q->m->obj, "name");
+	char kname[LIVEUPDATE_SESSION_NAME_LENGTH];
+	struct session *s;
+	int r, fd;
+
+	if (!need_id(q) || !id_owned_by_caller(q))
+		return;
+	if (!proto_valid_name(name) || q->m->n_fds != 1) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "REATTACH needs the session's \"name\" and its fd (\"fds\":1)");
+		return;
 	}
-	log_notice("session %s/%s (%s, %s) released by uid %u", s->client,
-		   s->name, s->kernel_name, session_state_name(s->state),
-		   (unsigned)q->c->uid);
-	session_forget(q->d, s);
+	r = luo_get_name(q->m->fds[0], kname);
+	if (r < 0) {
+		fail(q, PROTO_E_BAD_REQUEST,
+		     "the fd sent is not a LUO session (LIVEUPDATE_SESSION_GET_NAME: %s)",
+		     strerror(-r));
+		return;
+	}
+	s = session_find(q->d, q->id, name);
+	if (s && !streq(s->kernel_name, kname)) {
+		fail(q, PROTO_E_PERMISSION,
+		     "session %s/%s is %s in luod's manifest, but the fd sent is %s",
+		     q->id, name, s->kernel_name, kname);
+		return;
+	}
+	if (s && !may_touch(q, s))
+		return;
+	if (s && !session_detached(s)) {
+		reply_ok(q); /* luod has it already: nothing to do */
+		return;
+	}
+	for (struct session *o = q->d->sessions; !s && o; o = o->next)
+		if (streq(o->kernel_name, kname)) {
+			fail(q, PROTO_E_PERMISSION,
+			     "%s is luod's session %s/%s, not %s/%s", kname,
+			     o->client, o->name, q->id, name);
+			return;
+		}
+	fd = fcntl(q->m->fds[0], F_DUPFD_CLOEXEC, 3);
+	if (fd < 0) {
+		fail(q, PROTO_E_INTERNAL,
+		     "cannot keep a copy of the session: %s", strerror(errno));
+		return;
+	}
+	if (!s) {
+		/* Not in the manifest (its copy was lost): adopt it as the
+		 * caller's. Only luod can create sessions, so it came from us. */
+		s = calloc(1, sizeof(*s));
+		if (!s) {
+			close(fd);
+			fail(q, PROTO_E_INTERNAL, "out of memory");
+			return;
+		}
+		snprintf(s->client, sizeof(s->client), "%s", q->id);
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		snprintf(s->kernel_name, sizeof(s->kernel_name), "%s", kname);
+		s->uid = q->c->uid;
+		s->generation = q->d->generation;
+		s->created_us = now_real_us();
+		s->state = SESSION_OUTGOING;
+		s->next = q->d->sessions;
+		q->d->sessions = s;
+	}
+	s->fd = fd;
 	q->d->state_dirty = true;
+	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
+		   (int)q->c->pid, name, kname, session_state_name(s->state));
 	reply_ok(q);
 }
 
@@ -440,6 +516,10 @@ static void cmd_status(struct request *q)
 				       json_object_new_int((int)sessions_count(
 					       d, (enum session_state)st)));
 	json_object_object_add(r, "sessions", counts);
+	if (sessions_count(d, SESSION_INCOMING) && d->cfg.grace_s)
+		json_object_object_add(
+			r, "unclaimed_release_at_us",
+			json_object_new_uint64(grace_deadline_us(d)));
 	if (d->phase == PHASE_PREPARING) {
 		struct json_object *u = json_object_new_object(),
 				   *w = json_object_new_array();
@@ -628,6 +708,7 @@ static const struct command {
 	{ "CLAIM", cmd_claim, false, true },
 	{ "FINISHED", cmd_finished, false, true },
 	{ "RELEASE", cmd_release, false, false },
+	{ "REATTACH", cmd_reattach, false, true },
 	{ "STATUS", cmd_status, false, false },
 	{ "LIST", cmd_list, false, false },
 	{ "LOAD", cmd_load, true, false },

@@ -37,8 +37,14 @@ struct session {
 	uint64_t generation;
 	uint64_t created_us;
 	enum session_state state;
-	int fd; /* luod's own copy; -1 while incoming */
+	int fd; /* luod's own copy; -1 while incoming, or detached: a restarted
+		  luod lost its copy and waits for the client to REATTACH */
 };
+
+static inline bool session_detached(const struct session *s)
+{
+	return s->fd < 0 && s->state != SESSION_INCOMING;
+}
 
 struct client {
 	struct watch watch; /* first: the epoll handler finds the client by it */
@@ -83,7 +89,7 @@ struct daemon {
 	struct config cfg;
 	int epoll_fd;
 	int dev_fd;
-	struct watch listener, timer, signals;
+	struct watch listener, timer, signals, grace;
 	struct client *clients;
 	unsigned n_clients;
 	struct session *sessions;
@@ -122,6 +128,10 @@ int session_create(struct daemon *d, const char *client, const char *name,
 		   uid_t uid, struct session **out);
 int session_claim(struct daemon *d, struct session *s);
 void session_forget(struct daemon *d, struct session *s);
+void session_release(struct daemon *d, struct session *s, const char *why);
+void grace_arm(struct daemon *d);
+uint64_t grace_deadline_us(struct daemon *d);
+void grace_expired(struct daemon *d, struct watch *w, uint32_t events);
 const char *session_state_name(enum session_state st);
 unsigned sessions_count(struct daemon *d, enum session_state st);
 

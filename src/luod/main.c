@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"                          systemd: sessions to the fd store, systemctl kexec\n"
 		"      --log-level LEVEL   error, warning, notice, info (default) or debug\n"
 		"      --print-config      print the settings luod would run with, and exit\n"
+		"  -g, --grace-period SECONDS  release sessions nobody claimed this long\n"
+		"                          after the update (default 600; 0: never)\n"
 		"      --no-reboot         stop right before the reboot syscall (testing)\n"
 		"  -v, --verbose           log debug messages too\n"
 		"  -h, --help              show this help\n"
@@ -134,6 +136,7 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 		{ "admin-group", required_argument, NULL, OPT_ADMIN_GROUP },
+		{ "grace-period", required_argument, NULL, 'g' },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "config", required_argument, NULL, 'c' },
 		{ "reboot-mode", required_argument, NULL, OPT_REBOOT_MODE },
@@ -146,8 +149,11 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "s:d:t:c:vh", opts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "s:d:t:g:c:vh", opts, NULL)) !=
 	       -1) {
+		char *end;
+		unsigned long v;
+
 		switch (c) {
 		case 's':
 			cfg->socket_path = optarg;
@@ -166,6 +172,17 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			if (set_option(cfg, "max_clients", "--max-clients",
 				       optarg) < 0)
 				return -EINVAL;
+			break;
+		case 'g':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v > 30 * 86400) {
+				log_error(
+					"--grace-period %s: expected seconds from 0 to 2592000",
+					optarg);
+				return -EINVAL;
+			}
+			cfg->grace_s = (unsigned)v;
 			break;
 		case OPT_ADMIN_GROUP:
 			if (set_option(cfg, "admin_group", "--admin-group",
@@ -371,7 +388,14 @@ static int setup_signals_and_timer(struct daemon *d)
 		return log_errno(-errno, "timerfd");
 	d->timer.handler = update_timer;
 
+	d->grace.fd =
+		timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->grace.fd < 0)
+		return log_errno(-errno, "timerfd");
+	d->grace.handler = grace_expired;
+
 	if (daemon_watch(d, &d->signals, EPOLLIN) < 0 ||
+	    daemon_watch(d, &d->grace, EPOLLIN) < 0 ||
 	    daemon_watch(d, &d->timer, EPOLLIN) < 0)
 		return log_errno(-errno, "epoll_ctl");
 	return 0;
@@ -510,6 +534,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
 		return 1;
+	grace_arm(&d);
 	listen_fds_close_rest();
 
 	log_notice("serving %s: generation %" PRIu64

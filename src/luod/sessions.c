@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /* The sessions luod holds for its clients, keyed by (client id, name). */
 #include <inttypes.h>
+#include <sys/timerfd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -116,4 +117,91 @@ void session_forget(struct daemon *d, struct session *s)
 	}
 	safe_close(s->fd);
 	free(s);
+}
+
+/* Let go of a session; an incoming one is retrieved and finished first,
+ * which is what frees its pinned memory. */
+void session_release(struct daemon *d, struct session *s, const char *why)
+{
+	if (s->state == SESSION_INCOMING) {
+		int fd = luo_retrieve_session(d->dev_fd, s->kernel_name);
+
+		if (fd >= 0) {
+			luo_finish(fd);
+			close(fd);
+		} else {
+			log_errno(fd, "retrieving %s to release it",
+				  s->kernel_name);
+		}
+	}
+	log_notice("session %s/%s (%s, %s%s, uid %u) released: %s", s->client,
+		   s->name, s->kernel_name, session_state_name(s->state),
+		   session_detached(s) ? ", detached" : "", (unsigned)s->uid,
+		   why);
+	session_forget(d, s);
+	d->state_dirty = true;
+}
+
+/* When the sessions that came across the last kexec arrived: luod_up. */
+static uint64_t arrival_us(struct daemon *d)
+{
+	uint64_t t = 0;
+	int64_t v;
+
+	for (size_t i = 0;
+	     d->last_timeline && i < json_object_array_length(d->last_timeline);
+	     i++) {
+		struct json_object *e =
+			json_object_array_get_idx(d->last_timeline, i);
+
+		if (streq(proto_get_string(e, "event"), "luod_up") &&
+		    proto_get_int64(e, "t_us", &v))
+			t = (uint64_t)v;
+	}
+	return t ? t : now_real_us();
+}
+
+uint64_t grace_deadline_us(struct daemon *d)
+{
+	return arrival_us(d) + (uint64_t)d->cfg.grace_s * 1000000;
+}
+
+/* Unclaimed sessions stay pinned in memory; past the grace period nobody is
+ * coming for them. The deadline is wall-clock so a restarted luod keeps it. */
+void grace_arm(struct daemon *d)
+{
+	uint64_t deadline = grace_deadline_us(d), now = now_real_us(), left;
+	struct itimerspec its = { 0 };
+
+	if (!sessions_count(d, SESSION_INCOMING) || !d->cfg.grace_s)
+		return;
+	left = deadline > now ? deadline - now : 1;
+	its.it_value.tv_sec = (time_t)(left / 1000000);
+	its.it_value.tv_nsec = (long)(left % 1000000) * 1000;
+	timerfd_settime(d->grace.fd, 0, &its, NULL);
+	log_info("%u unclaimed sessions will be released in %" PRIu64
+		 " s unless claimed",
+		 sessions_count(d, SESSION_INCOMING), left / 1000000);
+}
+
+void grace_expired(struct daemon *d, struct watch *w, uint32_t events)
+{
+	uint64_t ticks;
+	unsigned n = 0;
+
+	if (read(w->fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	for (struct session *s = d->sessions, *next; s; s = next) {
+		next = s->next;
+		if (s->state != SESSION_INCOMING)
+			continue;
+		session_release(
+			d, s,
+			"nobody claimed it within the grace period (luod --grace-period)");
+		n++;
+	}
+	if (n)
+		log_warning(
+			"released %u unclaimed sessions after the %u s grace period; their memory is freed",
+			n, d->cfg.grace_s);
 }

@@ -51,21 +51,6 @@ static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
 		const struct manifest_session *ms = &m->sessions[i];
 		struct session *s;
 
-		/* Sessions luod created this boot died with the previous luod's
-		 * copy unless their client still holds them. */
-		if (!across_kexec && !ms->incoming) {
-			log_warning(
-				"session %s/%s (%s) was created before luod restarted; its client must re-attach it",
-				ms->client, ms->name, ms->kernel_name);
-			continue;
-		}
-		if (!across_kexec && ms->claimed) {
-			log_warning(
-				"session %s/%s (%s) was claimed before luod restarted; luod's copy of it is gone, "
-				"so it lives only as long as its client keeps it open",
-				ms->client, ms->name, ms->kernel_name);
-			continue;
-		}
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return -ENOMEM;
@@ -76,8 +61,19 @@ static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
 		s->uid = ms->uid;
 		s->generation = ms->generation;
 		s->created_us = ms->created_us;
-		s->state = SESSION_INCOMING;
+		/* After a restart of luod, what it had created or handed out
+		 * lives on only in its clients: detached until they REATTACH. */
+		s->state = across_kexec || (ms->incoming && !ms->claimed) ?
+				   SESSION_INCOMING :
+			   ms->claimed ? SESSION_CLAIMED :
+					 SESSION_OUTGOING;
 		s->fd = -1;
+		if (session_detached(s))
+			log_warning(
+				"session %s/%s (%s, %s) is detached: luod restarted; it survives only if its client "
+				"still holds it, and comes back when the client re-attaches it",
+				ms->client, ms->name, ms->kernel_name,
+				session_state_name(s->state));
 		s->next = d->sessions;
 		d->sessions = s;
 	}

@@ -13,7 +13,11 @@
  * says READY and exits: luod holds the sessions across the kexec.
  * --on-prepare not-ready answers NOT_READY, ignore does not answer; both
  * then wait for ABORTED and exit. --stay keeps answering READY to every
- * PREPARE and reports every ABORTED until the machine reboots.
+ * PREPARE and reports every ABORTED until the machine reboots; when luod
+ * goes away it reconnects and re-attaches its sessions (luod_reconnect).
+ * restore --crash-after-claim kills itself with SIGKILL between CLAIM and
+ * FINISHED; --hold waits, after CLAIM, until luod restarts, re-attaches
+ * its sessions to the new luod, and only then checks and finishes them.
  * restore: claims every session, checks each memfd against its SHA-256, that
  * a second retrieve of the same token gives the same file, and finishes.
  * Output is TAP; the exit status is non-zero when any check failed.
@@ -21,6 +25,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -33,7 +38,7 @@
 
 static const char *id;
 static const char *on_prepare = "ready";
-static bool stay;
+static bool stay, crash_after_claim, hold;
 static unsigned n_failed;
 
 _printf_(2, 3) static bool check(bool ok, const char *fmt, ...)
@@ -117,6 +122,36 @@ static size_t session_size(size_t size, unsigned i)
 	return s < 4096 ? 4096 : s & ~(size_t)4095;
 }
 
+/* A long-running client (--stay) keeps its sessions open, as a VMM does:
+ * that is what lets it hand them back to a restarted luod. */
+static void keep_fd(int fd)
+{
+	static int kept[64];
+	static size_t n;
+
+	if (n < ARRAY_SIZE(kept))
+		kept[n++] = fd;
+}
+
+/* Next event; with --stay, a luod that goes away is reconnected to and
+ * the sessions re-attached, as a long-running client would. */
+static int wait_event(struct luod_client *c, struct luod_event *ev,
+		      int timeout_ms)
+{
+	for (;;) {
+		int r = luod_next_event(c, ev, timeout_ms);
+
+		if (!stay || (r != -ECONNRESET && r != -EPIPE))
+			return r;
+		r = luod_reconnect(c, 60000);
+		check(r == 0,
+		      "luod went away; reconnected and re-attached (%s)",
+		      r == -EPROTO ? luod_last_error_message(c) : strerror(-r));
+		if (r < 0)
+			return r;
+	}
+}
+
 static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 		       unsigned at_prepare)
 {
@@ -133,6 +168,8 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 			   r ? luod_last_error_message(c) : "ok"))
 			return 1;
 		r = fill_session(sfd, session_size(size, i), i + 1);
+		if (stay)
+			keep_fd(take_fd(&sfd));
 		if (!check(r == 0, "preserved %zu bytes into %s (%s)",
 			   session_size(size, i), name, strerror(-r)))
 			return 1;
@@ -144,7 +181,7 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 	printf("# %s: subscribed\n", id);
 	fflush(stdout);
 
-	r = luod_next_event(c, &ev, 120000);
+	r = wait_event(c, &ev, 120000);
 	if (!check(r == 1 && ev.type == LUOD_EVENT_PREPARE,
 		   "got PREPARE (r=%d type=%d)", r, r == 1 ? ev.type : 0))
 		return 1;
@@ -166,6 +203,8 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 				return 1;
 		}
 		r = fill_session(sfd, session_size(size, i), i + 1);
+		if (stay)
+			keep_fd(take_fd(&sfd));
 		if (!check(r == 0, "preserved %zu bytes at PREPARE (%s)",
 			   session_size(size, i), strerror(-r)))
 			return 1;
@@ -173,24 +212,29 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 	safe_close(ev.new_session_fd);
 	if (!streq(on_prepare, "ready")) {
 		if (streq(on_prepare, "not-ready"))
-			check(luod_not_ready(c, "the test told me to refuse") == 0, "NOT_READY");
+			check(luod_not_ready(c, "the test told me to refuse") ==
+				      0,
+			      "NOT_READY");
 		r = luod_next_event(c, &ev, 120000);
-		check(r == 1 && ev.type == LUOD_EVENT_ABORTED, "got ABORTED after %s: %s", on_prepare,
+		check(r == 1 && ev.type == LUOD_EVENT_ABORTED,
+		      "got ABORTED after %s: %s", on_prepare,
 		      r == 1 ? ev.reason : "nothing");
 		return n_failed ? 1 : 0;
 	}
 	r = luod_ready(c);
 	if (stay && r == -EPROTO && streq(luod_last_error(c), "WRONG_STATE")) {
 		/* Another client aborted the update before this READY. */
-		printf("# %s: READY came after the abort: %s\n", id, luod_last_error_message(c));
+		printf("# %s: READY came after the abort: %s\n", id,
+		       luod_last_error_message(c));
 		r = 0;
 	} else {
 		check(r == 0, "READY");
 	}
 	while (stay && r == 0) {
-		r = luod_next_event(c, &ev, -1);
+		r = wait_event(c, &ev, -1);
 		if (r < 0) {
-			check(false, "waiting for the next event: %s", strerror(-r));
+			check(false, "waiting for the next event: %s",
+			      strerror(-r));
 			break;
 		}
 		r = 0;
@@ -199,7 +243,8 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 		} else if (ev.type == LUOD_EVENT_PREPARE) {
 			safe_close(ev.new_session_fd);
 			r = luod_ready(c);
-			if (r == -EPROTO && streq(luod_last_error(c), "WRONG_STATE"))
+			if (r == -EPROTO &&
+			    streq(luod_last_error(c), "WRONG_STATE"))
 				r = 0;
 			else
 				check(r == 0, "READY again");
@@ -220,6 +265,20 @@ static int do_restore(struct luod_client *c, unsigned expect)
 	if (expect)
 		check(n == expect, "claimed %zu sessions, expected %u", n,
 		      expect);
+	if (hold) {
+		struct luod_event ev;
+
+		printf("# %s: claimed, holding the sessions until luod restarts\n",
+		       id);
+		fflush(stdout);
+		r = luod_next_event(c, &ev, 120000);
+		check(r == -ECONNRESET || r == -EPIPE, "luod went away (%s)",
+		      strerror(-r));
+		r = luod_reconnect(c, 60000);
+		check(r == 0,
+		      "reconnected to the new luod and re-attached (%s)",
+		      r == -EPROTO ? luod_last_error_message(c) : strerror(-r));
+	}
 	for (size_t i = 0; i < n; i++) {
 		_cleanup_close_ int data = -1, again = -1, hash = -1;
 		unsigned char want[32] = { 0 }, got[32];
@@ -234,6 +293,12 @@ static int do_restore(struct luod_client *c, unsigned expect)
 		if (!check(data >= 0 && hash >= 0, "retrieved the memfds of %s",
 			   s[i].name))
 			continue;
+		if (crash_after_claim) {
+			printf("# %s: crashing between CLAIM and FINISHED\n",
+			       id);
+			fflush(stdout);
+			kill(getpid(), SIGKILL);
+		}
 		if (pread(hash, want, sizeof(want), 0) != sizeof(want))
 			check(false, "read the stored SHA-256 of %s",
 			      s[i].name);
@@ -267,6 +332,8 @@ int main(int argc, char **argv)
 		{ "then-preserve", no_argument, NULL, 't' },
 		{ "on-prepare", required_argument, NULL, 'o' },
 		{ "stay", no_argument, NULL, 'S' },
+		{ "crash-after-claim", no_argument, NULL, 'K' },
+		{ "hold", no_argument, NULL, 'H' },
 		{}
 	};
 	unsigned n = 0, at_prepare = 0;
@@ -299,6 +366,12 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			stay = true;
+			break;
+		case 'K':
+			crash_after_claim = true;
+			break;
+		case 'H':
+			hold = true;
 			break;
 		default:
 			return 2;
