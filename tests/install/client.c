@@ -25,7 +25,8 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "--missing") == 0) {
 		r = luod_connect("/nonexistent/luod.sock", "install-test", &c);
 		if (r != -ENOENT) {
-			fprintf(stderr, "connect to a missing socket: %s, want %s\n",
+			fprintf(stderr,
+				"connect to a missing socket: %s, want %s\n",
 				strerror(-r), strerror(ENOENT));
 			return 1;
 		}
