@@ -8,6 +8,7 @@
  * never needs a running luod.
  */
 #include <getopt.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/socket.h>
@@ -435,6 +436,46 @@ static void on_progress(struct ctl *ctl, struct json_object *ev)
 	}
 }
 
+/*
+ * luod says "rebooting" just before its reboot syscall, so the kernel may
+ * still refuse: then luod sends ABORTED. The kexec itself ends the
+ * connection, which is success.
+ */
+static int wait_for_reboot(struct ctl *ctl)
+{
+	fflush(stdout);
+	for (;;) {
+		struct pollfd p = { .fd = ctl->sock, .events = POLLIN };
+		struct proto_msg m;
+		int r = poll(&p, 1, 120 * 1000);
+
+		if (r == 0) {
+			fprintf(stderr,
+				"luoctl: luod said it was rebooting, but the machine is still up 120 s "
+				"later; see luod's log\n");
+			return EXIT_ABORTED;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		r = proto_recv(ctl->sock, &ctl->reader, &m);
+		if (r == -EBADMSG || r == -EBADF)
+			continue;
+		if (r < 0)
+			return EXIT_OK;
+		if (streq(proto_get_string(m.obj, "event"), "ABORTED")) {
+			const char *why = proto_get_string(m.obj, "reason");
+
+			if (ctl->json)
+				print_json(m.obj);
+			fprintf(stderr, "luoctl: the update was aborted: %s\n",
+				why ? why : "luod gave no reason");
+			proto_msg_clear(&m);
+			return EXIT_ABORTED;
+		}
+		proto_msg_clear(&m);
+	}
+}
+
 static int cmd_kexec(struct ctl *ctl, char **args)
 {
 	_cleanup_json_ struct json_object *req = proto_request("KEXEC");
@@ -447,6 +488,8 @@ static int cmd_kexec(struct ctl *ctl, char **args)
 	r = run_request(ctl, req, &reply);
 	if (r == EXIT_OK && !ctl->json && !ctl->rebooting)
 		printf("rebooting\n");
+	if (r == EXIT_OK)
+		r = wait_for_reboot(ctl);
 	return r;
 }
 

@@ -58,6 +58,8 @@ struct client {
 	bool subscribed;
 	bool ready;
 	bool waits_kexec; /* sent KEXEC: gets PROGRESS and the final reply */
+	bool told_rebooting; /* got KEXEC's "rebooting" reply; an abort now
+				still reaches it, as an ABORTED event */
 	bool dead;
 	struct json_object *kexec_request;
 	struct proto_reader in;

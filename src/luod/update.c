@@ -103,6 +103,7 @@ static void finish_requester(struct daemon *d, const char *code,
 			json_object_object_add(r, "rebooting",
 					       json_object_new_boolean(1));
 			client_send(d, c, r, NULL, 0);
+			c->told_rebooting = true;
 		}
 		c->waits_kexec = false;
 		if (c->kexec_request)
@@ -131,9 +132,13 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 	d->phase = PHASE_IDLE;
 	for (struct client *c = d->clients; c; c = c->next) {
 		struct json_object *e;
+		bool told = c->told_rebooting;
 
 		c->ready = false;
-		if (c->dead || !c->subscribed)
+		c->told_rebooting = false;
+		/* The reply "rebooting" goes out before the syscall, so a
+		 * kernel that refuses it is reported to the requester here. */
+		if (c->dead || (!c->subscribed && !told))
 			continue;
 		e = proto_event("ABORTED");
 		json_object_object_add(e, "update",

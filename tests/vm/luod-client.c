@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -210,6 +211,13 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 			return 1;
 	}
 	safe_close(ev.new_session_fd);
+	if (streq(on_prepare, "unload")) {
+		/* Make the kernel refuse the coming reboot(KEXEC): no image. */
+		check(syscall(SYS_kexec_file_load, -1, -1, 0UL, NULL, 1UL) == 0,
+		      "unloaded the kexec kernel at PREPARE");
+		on_prepare = "ready";
+		stay = true;
+	}
 	if (!streq(on_prepare, "ready")) {
 		if (streq(on_prepare, "not-ready"))
 			check(luod_not_ready(c, "the test told me to refuse") ==
