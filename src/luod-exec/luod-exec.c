@@ -89,6 +89,7 @@ static int incoming_fd = -1; /* the claimed session, until FINISHED */
 static struct prog prog;
 static enum phase phase = PH_IDLE;
 static bool update_aborted; /* ABORTED came while PREPARING */
+static bool luod_lost; /* until luod_reconnect() succeeds */
 static uint64_t deadline_us;
 static sigset_t orig_mask;
 static char log_ident[LABEL_MAX + 16];
@@ -946,6 +947,48 @@ static int step_prepare(int *exit_status)
 	return -2;
 }
 
+/*
+ * luod went away (restarted, or crashed). An update it was running is
+ * over; PROGRAM carries on. Returns -1, or luod-exec's exit status.
+ */
+static int lost_luod(int r)
+{
+	luod_failed("lost luod", r);
+	log_warning(
+		"%s keeps running; luod-exec reconnects when luod is back and hands it the session again",
+		arg.argv[0]);
+	luod_lost = true;
+	if (phase == PH_PREPARING) {
+		update_aborted = true; /* once PROGRAM is done */
+	} else if (phase == PH_READY) {
+		r = resume_after_abort();
+		if (r >= 0)
+			return r;
+	}
+	return -1;
+}
+
+/* While luod is away: try again. Returns the poll timeout to use. */
+static int try_reconnect(int timeout)
+{
+	static bool said;
+	int r = luod_reconnect(client, 0);
+
+	if (r == 0) {
+		luod_lost = said = false;
+		log_info(
+			"luod is back: session %s re-attached, subscribed again",
+			arg.session);
+		return timeout;
+	}
+	if (r == -EPROTO && !said) {
+		/* It is up but will not take the session back. */
+		luod_failed("re-attaching to the new luod", r);
+		said = true;
+	}
+	return timeout < 0 || timeout > 1000 ? 1000 : timeout;
+}
+
 /* Returns luod-exec's exit status. */
 static int run(int sfd)
 {
@@ -964,8 +1007,10 @@ static int run(int sfd)
 			if (timeout == -2)
 				return r;
 		}
+		if (luod_lost)
+			timeout = try_reconnect(timeout);
 
-		r = poll(p, 2, timeout);
+		r = poll(p, luod_lost ? 1 : 2, timeout);
 		if (r < 0 && errno != EINTR)
 			return log_errno(-errno, "poll"), EXIT_FAILED;
 		if (p[0].revents) {
@@ -973,19 +1018,14 @@ static int run(int sfd)
 			if (r >= 0)
 				return r;
 		}
-		if (!p[1].revents)
+		if (luod_lost || !p[1].revents)
 			continue;
 		r = luod_next_event(client, &ev, 0);
 		if (r < 0) {
-			luod_failed("waiting for luod", r);
-			log_error(
-				"lost luod: %s keeps running, but is not covered by live updates until luod-exec is run again",
-				arg.argv[0]);
-			while (prog.pid &&
-			       waitpid(prog.pid, &prog.status, 0) < 0 &&
-			       errno == EINTR)
-				;
-			return exit_code(prog.status);
+			r = lost_luod(r);
+			if (r >= 0)
+				return r;
+			continue;
 		}
 		if (r == 0)
 			continue;
