@@ -107,7 +107,7 @@ static uint8_t *base;
 static int mem_fd = -1;
 static struct luod_client *luod;
 static int session_fd = -1, incoming_fd = -1;
-static bool writes_paused, restored, subscribed, session_work;
+static bool writes_paused, restored, subscribed, session_work, luod_lost;
 static uint64_t start_us, serving_us, first_answer_us, answers;
 static uint64_t prev_write_stop_us, prev_last_answer_us;
 static int epfd;
@@ -464,12 +464,30 @@ static void on_luod(void)
 		}
 	}
 	if (r < 0) {
+		/* luod restarted or crashed; any update it ran is over. */
 		luod_error("lost luod", r);
-		say("serving on without live updates; restart kvcache once luod is back");
+		say("serving on; reconnecting when luod is back");
 		epoll_ctl(epfd, EPOLL_CTL_DEL, luod_fd(luod), NULL);
-		luod_disconnect(luod);
-		luod = NULL;
+		luod_lost = true;
+		writes_paused = false;
+		H->preserved = 0;
 	}
+}
+
+/*
+ * luod_reconnect() hands our session back to the new luod (REATTACH) and
+ * subscribes again. Called about once a second while luod is away.
+ */
+static void reconnect(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &luod };
+	int r = luod_reconnect(luod, 0);
+
+	if (r < 0)
+		return;
+	luod_lost = false;
+	epoll_ctl(epfd, EPOLL_CTL_ADD, luod_fd(luod), &ev);
+	say("luod is back: session " SESSION " re-attached");
 }
 
 /*
@@ -990,13 +1008,18 @@ int main(int argc, char **argv)
 	for (;;) {
 		struct epoll_event evs[MAX_EVENTS];
 		int n = epoll_wait(epfd, evs, MAX_EVENTS,
-				   session_work ? 0 : -1);
+				   luod_lost	? 1000 :
+				   session_work ? 0 :
+						  -1);
+
+		if (luod_lost)
+			reconnect();
 
 		if (n < 0 && errno != EINTR) {
 			say("epoll_wait: %s", strerror(errno));
 			return 1;
 		}
-		if (n == 0 && session_work) {
+		if (n == 0 && session_work && !luod_lost) {
 			/* Nothing waiting to be served: now the bookkeeping. */
 			if (do_session_work() < 0)
 				say("serving on, but this cache will not survive the next live update");
@@ -1026,7 +1049,7 @@ int main(int argc, char **argv)
 			} else if (evs[i].data.ptr == &sfd) {
 				return stop();
 			} else if (evs[i].data.ptr == &luod) {
-				if (luod)
+				if (!luod_lost)
 					on_luod();
 			} else {
 				on_conn(evs[i].data.ptr, evs[i].events);
