@@ -9,10 +9,10 @@
  * itself ticks steadily through the kexec. clock-info waits for the RTC's
  * seconds to change and notes CLOCK_REALTIME at that moment:
  *
- *	offset_us=-412345       add to this boot's CLOCK_REALTIME for RTC time
- *	uncertainty_us=180      half the window the tick was seen in
  *	kernel_start_us=...     CLOCK_REALTIME when this kernel's clock started
  *	                        (CLOCK_REALTIME - CLOCK_BOOTTIME), uncorrected
+ *	offset_us=-412345       add to this boot's CLOCK_REALTIME for RTC time
+ *	uncertainty_us=180      half the window the tick was seen in
  *
  * It takes up to 2 s and spins for the last few milliseconds of it; run
  * it off any path being timed.
@@ -92,6 +92,10 @@ int main(int argc, char **argv)
 	int64_t s, lo, hi, wake;
 	int r;
 
+	/* This one needs no RTC: print it first, whatever happens next. */
+	printf("kernel_start_us=%" PRId64 "\n",
+	       clock_us(CLOCK_REALTIME) - clock_us(CLOCK_BOOTTIME));
+	fflush(stdout);
 	if (fd < 0) {
 		fprintf(stderr, "clock-info: cannot open %s: %s\n", dev,
 			strerror(errno));
@@ -113,7 +117,5 @@ int main(int argc, char **argv)
 	}
 	printf("offset_us=%" PRId64 "\n", s * 1000000 - (lo + hi) / 2);
 	printf("uncertainty_us=%" PRId64 "\n", (hi - lo + 1) / 2);
-	printf("kernel_start_us=%" PRId64 "\n",
-	       clock_us(CLOCK_REALTIME) - clock_us(CLOCK_BOOTTIME));
 	return 0;
 }
