@@ -452,6 +452,11 @@ static void shutdown_daemon(struct daemon *d)
 	state_save_run(d);
 	while (d->sessions)
 		session_forget(d, d->sessions);
+	if (d->timeline)
+		json_object_put(d->timeline);
+	if (d->last_timeline)
+		json_object_put(d->last_timeline);
+	d->timeline = d->last_timeline = NULL;
 	/* luod.socket's path belongs to systemd, which keeps listening. */
 	if (d->cfg.socket_path && !socket_activated)
 		unlink(d->cfg.socket_path);
