@@ -439,6 +439,7 @@ static void cmd_reattach(struct request *q)
 		q->d->sessions = s;
 	}
 	s->fd = fd;
+	keeper_hold(q->d, s);
 	q->d->state_dirty = true;
 	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
 		   (int)q->c->pid, name, kname, session_state_name(s->state));

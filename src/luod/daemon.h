@@ -157,6 +157,12 @@ int state_load(struct daemon *d);
 int state_save_run(struct daemon *d);
 int state_preserve(struct daemon *d, int *state_session_fd);
 
+/* keeper.c: luod-keeper holds a copy of every session fd luod holds */
+void keeper_start(struct daemon *d);
+void keeper_hold(struct daemon *d, struct session *s);
+void keeper_drop(struct daemon *d, struct session *s);
+void keeper_detach(void);
+
 /* kexec.c */
 int kexec_load(const char *kernel, const char *initrd, const char *cmdline,
 	       char *err, size_t errlen);

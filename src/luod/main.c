@@ -441,13 +441,15 @@ static void shutdown_daemon(struct daemon *d)
 {
 	unsigned out = sessions_count(d, SESSION_OUTGOING);
 
+	/* Before any session is closed here: luod-keeper keeps them all. */
+	keeper_detach();
 	for (struct client *c = d->clients; c; c = c->next)
 		client_drop(d, c, "luod is shutting down");
 	clients_reap(d);
 	if (out)
 		log_warning(
-			"exiting while holding %u outgoing sessions: those no client holds open are gone; "
-			"clients that still hold theirs can re-attach to the next luod",
+			"exiting while holding %u outgoing sessions: luod-keeper keeps them for the next luod "
+			"(without it, only those their clients hold open would survive)",
 			out);
 	state_save_run(d);
 	while (d->sessions)
@@ -537,6 +539,7 @@ int main(int argc, char **argv)
 		       1;
 	if (state_load(&d) < 0)
 		return 1;
+	keeper_start(&d);
 	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
 		return 1;
 	grace_arm(&d);

@@ -80,6 +80,7 @@ int session_create(struct daemon *d, const char *client, const char *name,
 	s->fd = fd;
 	s->next = d->sessions;
 	d->sessions = s;
+	keeper_hold(d, s);
 	log_info("session %s/%s created for uid %u as %s", client, name,
 		 (unsigned)uid, s->kernel_name);
 	d->state_dirty = true;
@@ -102,6 +103,11 @@ int session_claim(struct daemon *d, struct session *s)
 			s->client, s->name, s->kernel_name);
 	s->fd = fd;
 	s->state = SESSION_CLAIMED;
+	/* From the kernel's retrieve to here is the only moment a crash of
+	 * luod can still finish the session; the keeper holds it from now. */
+	keeper_hold(d, s);
+	if (getenv("LUOD_TEST_CRASH_AFTER_RETRIEVE"))
+		abort(); /* tests: die in the middle of a CLAIM */
 	timeline_add(d, "claim", s->client, s->name);
 	d->state_dirty = true;
 	return 0;
@@ -115,6 +121,8 @@ void session_forget(struct daemon *d, struct session *s)
 			break;
 		}
 	}
+	if (s->fd >= 0)
+		keeper_drop(d, s);
 	safe_close(s->fd);
 	free(s);
 }

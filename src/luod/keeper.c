@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * luod's side of luod-keeper (see luod-keeper.c): every session fd luod
+ * holds is also held there, so luod's death closes none of them.
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "luo.h"
+
+extern char **environ;
+
+static int keeper_sock = -1;
+
+static int keeper_path(struct daemon *d, struct sockaddr_un *sa)
+{
+	*sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	if ((size_t)snprintf(sa->sun_path, sizeof(sa->sun_path),
+			     "%s/keeper.sock",
+			     d->cfg.state_dir) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int keeper_connect_once(struct daemon *d)
+{
+	struct sockaddr_un sa;
+	struct timeval tv = { .tv_sec = 2 };
+	int fd, r = keeper_path(d, &sa);
+
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	/* The keeper is local and quick; never let it stall the loop long. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* luod-keeper sits beside luod (build tree, tests), or in libexec. */
+static int spawn_keeper(struct daemon *d)
+{
+	char self[4096], path[4200], sock[200];
+	struct sockaddr_un sa;
+	char *argv[] = { "luod-keeper", sock, NULL };
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	pid_t pid;
+	int r = keeper_path(d, &sa);
+
+	if (r < 0)
+		return r;
+	snprintf(sock, sizeof(sock), "%s", sa.sun_path);
+	path[0] = '\0';
+	if (n > 0) {
+		self[n] = '\0';
+		snprintf(path, sizeof(path), "%s/luod-keeper", dirname(self));
+	}
+	if (!path[0] || access(path, X_OK) < 0)
+		snprintf(path, sizeof(path), "%s", LUOD_KEEPER_PATH);
+	r = posix_spawn(&pid, path, NULL, NULL, argv, environ);
+	if (r)
+		return -r;
+	log_info(
+		"started luod-keeper (pid %d) to hold session fds across luod restarts",
+		(int)pid);
+	return 0;
+}
+
+static int send_msg(const char *text, int fd)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)text,
+			     .iov_len = strlen(text) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (keeper_sock < 0)
+		return -ENOTCONN;
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = sizeof(ctl.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(keeper_sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Take back what a previous luod's keeper held: each fd proves by its
+ * kernel name which detached session it is. */
+static void adopt(struct daemon *d)
+{
+	for (;;) {
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+		} ctl;
+		char text[128], kname[LIVEUPDATE_SESSION_NAME_LENGTH];
+		struct iovec iov = { .iov_base = text,
+				     .iov_len = sizeof(text) - 1 };
+		struct msghdr mh = { .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = ctl.buf,
+				     .msg_controllen = sizeof(ctl.buf) };
+		struct cmsghdr *c;
+		struct session *s;
+		ssize_t n = recvmsg(keeper_sock, &mh, MSG_CMSG_CLOEXEC);
+		int fd = -1;
+
+		if (n <= 0)
+			break;
+		text[n] = '\0';
+		c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+		if (streq(text, "END") || strncmp(text, "FD ", 3) || fd < 0) {
+			safe_close(fd);
+			break;
+		}
+		if (luo_get_name(fd, kname) < 0 || !streq(kname, text + 3)) {
+			close(fd);
+			continue;
+		}
+		for (s = d->sessions; s; s = s->next)
+			if (streq(s->kernel_name, kname))
+				break;
+		if (!s ||
+		    (!session_detached(s) && s->state != SESSION_INCOMING)) {
+			/* Not ours to serve (no record, or luod has it):
+			 * leave the keeper's copy alone and keep none. */
+			if (!s)
+				log_warning(
+					"luod-keeper holds %s, which luod's manifest does not know; it stays "
+					"held there",
+					kname);
+			close(fd);
+			continue;
+		}
+		/* Incoming in the manifest but held: luod died in the middle
+		 * of a CLAIM, after the kernel's retrieve. */
+		if (s->state == SESSION_INCOMING)
+			s->state = SESSION_CLAIMED;
+		s->fd = fd;
+		d->state_dirty = true;
+		log_notice(
+			"re-attached session %s/%s (%s, %s) from luod-keeper",
+			s->client, s->name, kname,
+			session_state_name(s->state));
+	}
+}
+
+void keeper_start(struct daemon *d)
+{
+	int fd = keeper_connect_once(d);
+
+	if (fd < 0 && spawn_keeper(d) == 0) {
+		for (int i = 0; i < 50 && fd < 0; i++) {
+			struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+			fd = keeper_connect_once(d);
+		}
+	}
+	if (fd < 0) {
+		log_warning(
+			"luod-keeper is not available (%s): a crash of luod would close the sessions that only "
+			"luod holds. Install luod-keeper beside luod or in %s",
+			strerror(-fd), LUOD_KEEPER_PATH);
+		return;
+	}
+	keeper_sock = fd;
+	if (send_msg("DUMP", -1) == 0)
+		adopt(d);
+	/* Whatever luod holds now, the keeper holds too. */
+	for (struct session *s = d->sessions; s; s = s->next)
+		keeper_hold(d, s);
+}
+
+/* luod stops: the keeper goes on holding everything for the next luod. */
+void keeper_detach(void)
+{
+	keeper_sock = safe_close(keeper_sock);
+}
+
+void keeper_hold(struct daemon *d, struct session *s)
+{
+	char text[80];
+
+	if (s->fd < 0)
+		return;
+	snprintf(text, sizeof(text), "HOLD %s", s->kernel_name);
+	if (send_msg(text, s->fd) < 0 && keeper_sock >= 0) {
+		log_warning("lost luod-keeper; starting a new one");
+		keeper_sock = safe_close(keeper_sock);
+		keeper_start(d);
+	}
+}
+
+void keeper_drop(struct daemon *d, struct session *s)
+{
+	char text[80];
+
+	snprintf(text, sizeof(text), "DROP %s", s->kernel_name);
+	send_msg(text, -1);
+}
