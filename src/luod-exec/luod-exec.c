@@ -346,6 +346,8 @@ static int luod_failed(const char *what, int r)
 	return r;
 }
 
+static void release_session(void);
+
 /* The manifest */
 
 static int write_manifest(int *out)
@@ -448,19 +450,29 @@ static int preserve_all(void)
 		struct mem *m = &arg.mems[i];
 
 		r = luod_session_preserve_fd(session_fd, m->fd, m->token);
-		if (r < 0)
-			return log_errno(
-				r,
-				"preserving '%s' (%s) in session %s; is there that much free memory?",
-				m->label, human_size(m->size), arg.session);
+		if (r < 0) {
+			log_error(
+				"preserving '%s' (%s) in session %s: %s; is there that much free memory?",
+				m->label, human_size(m->size), arg.session,
+				strerror(-r));
+			goto fail;
+		}
 	}
 	r = write_manifest(&manifest);
-	if (r < 0)
-		return log_errno(r, "writing the manifest");
+	if (r < 0) {
+		log_errno(r, "writing the manifest");
+		goto fail;
+	}
 	r = luod_session_preserve_fd(session_fd, manifest, MANIFEST_TOKEN);
-	if (r < 0)
-		return log_errno(r, "preserving the manifest");
+	if (r < 0) {
+		log_errno(r, "preserving the manifest");
+		goto fail;
+	}
 	return 0;
+fail:
+	/* A half-filled session must not go through an update. */
+	release_session();
+	return r;
 }
 
 /*
@@ -475,11 +487,12 @@ static int restore_mems(int sfd)
 	int r;
 
 	manifest = luod_session_retrieve_fd(sfd, MANIFEST_TOKEN);
-	if (manifest < 0)
-		return log_errno(
-			manifest,
-			"retrieving the manifest (token 0) of session %s; was it made by luod-exec? 'luoctl release %s %s' drops it",
-			arg.session, arg.id, arg.session);
+	if (manifest < 0) {
+		log_error(
+			"retrieving the manifest (token 0) of session %s: %s; was the session made by luod-exec? 'luoctl release %s %s' drops it",
+			arg.session, strerror(-manifest), arg.id, arg.session);
+		return manifest;
+	}
 	r = read_manifest(manifest, entries, &n);
 	if (r < 0)
 		return log_errno(r, "reading the manifest of session %s",
