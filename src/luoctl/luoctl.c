@@ -447,21 +447,28 @@ static int wait_for_reboot(struct ctl *ctl)
 	for (;;) {
 		struct pollfd p = { .fd = ctl->sock, .events = POLLIN };
 		struct proto_msg m;
-		int r = poll(&p, 1, 120 * 1000);
+		/* The event may have come in the same read as the reply. */
+		int r = proto_reader_next(&ctl->reader, &m);
 
 		if (r == 0) {
-			fprintf(stderr,
-				"luoctl: luod said it was rebooting, but the machine is still up 120 s "
-				"later; see luod's log\n");
-			return EXIT_ABORTED;
+			r = poll(&p, 1, 120 * 1000);
+			if (r == 0) {
+				fprintf(stderr,
+					"luoctl: luod said it was rebooting, but the machine is still up "
+					"120 s later; see luod's log\n");
+				return EXIT_ABORTED;
+			}
+			if (r < 0 && errno == EINTR)
+				continue;
+			r = proto_reader_fill(&ctl->reader, ctl->sock);
+			if (r <= 0 && r != -EINTR && r != -EAGAIN)
+				return EXIT_OK; /* the kexec ended the connection */
+			continue;
 		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		r = proto_recv(ctl->sock, &ctl->reader, &m);
-		if (r == -EBADMSG || r == -EBADF)
-			continue;
+		if (r == -EMSGSIZE)
+			return EXIT_UNREACHABLE; /* garbage: not luod */
 		if (r < 0)
-			return EXIT_OK;
+			continue;
 		if (streq(proto_get_string(m.obj, "event"), "ABORTED")) {
 			const char *why = proto_get_string(m.obj, "reason");
 
