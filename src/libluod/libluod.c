@@ -391,6 +391,8 @@ int luod_connect(const char *path, const char *id, struct luod_client **out)
 	if (!c)
 		return -ENOMEM;
 	c->sock = c->epfd = c->evfd = -1;
+	/* luod's replies may be longer than what it accepts from us. */
+	c->reader.max_line = PROTO_MAX_REPLY;
 	if (id) {
 		c->id = strdup(id);
 		if (!c->id)

@@ -738,7 +738,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, ARG_TIMEOUT },
 		{}
 	};
-	struct ctl ctl = { .sock = -1 };
+	struct ctl ctl = { .sock = -1, .reader.max_line = PROTO_MAX_REPLY };
 	const struct command *cmd = NULL;
 	int c, r;
 

@@ -73,6 +73,8 @@ void client_accept(struct daemon *d, struct watch *w, uint32_t events)
 		}
 		c->watch.fd = fd;
 		c->watch.handler = client_io;
+		/* STATUS and LIST grow with the clients and sessions. */
+		c->out.max_line = PROTO_MAX_REPLY;
 		c->uid = cred.uid;
 		c->gid = cred.gid;
 		c->pid = cred.pid;
@@ -157,6 +159,17 @@ void client_send(struct daemon *d, struct client *c, struct json_object *msg,
 
 	if (!c->dead) {
 		r = proto_writer_queue(&c->out, msg, fds, n_fds);
+		if (r == -EMSGSIZE) {
+			/* Say so rather than leave the client waiting. */
+			struct json_object *e = proto_reply_error(
+				proto_get_string(msg, "reply"), msg,
+				PROTO_E_INTERNAL,
+				"the reply would be longer than %d bytes",
+				PROTO_MAX_REPLY);
+
+			r = proto_writer_queue(&c->out, e, NULL, 0);
+			json_object_put(e);
+		}
 		if (r < 0)
 			log_errno(r, "cannot queue a message for client %s",
 				  client_name(c));

@@ -46,7 +46,12 @@ void proto_reader_free(struct proto_reader *r)
 		close_batch(&r->batches[i]);
 	free(r->batches);
 	free(r->buf);
-	*r = (struct proto_reader){ 0 };
+	*r = (struct proto_reader){ .max_line = r->max_line };
+}
+
+static size_t reader_max(const struct proto_reader *r)
+{
+	return r->max_line ? r->max_line : PROTO_MAX_LINE;
 }
 
 size_t proto_reader_pending_fds(const struct proto_reader *r)
@@ -115,8 +120,8 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 		size_t cap = r->cap ? r->cap * 2 : 8192;
 		char *nb;
 
-		if (cap > PROTO_MAX_LINE * 2 + 8192)
-			cap = PROTO_MAX_LINE * 2 + 8192;
+		if (cap > reader_max(r) * 2 + 8192)
+			cap = reader_max(r) * 2 + 8192;
 		if (cap <= r->len)
 			return -EMSGSIZE;
 		nb = realloc(r->buf, cap);
@@ -223,9 +228,9 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 	*out = (struct proto_msg){ 0 };
 	nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
 	if (!nl)
-		return r->len > PROTO_MAX_LINE ? -EMSGSIZE : 0;
+		return r->len > reader_max(r) ? -EMSGSIZE : 0;
 	line_len = (size_t)(nl - r->buf);
-	if (line_len > PROTO_MAX_LINE)
+	if (line_len > reader_max(r))
 		return -EMSGSIZE;
 
 	n_fds = take_fds(r, r->offset + line_len + 1, fds, PROTO_MAX_FDS,
@@ -302,7 +307,7 @@ void proto_writer_free(struct proto_writer *w)
 		free(o);
 		o = next;
 	}
-	*w = (struct proto_writer){ 0 };
+	*w = (struct proto_writer){ .max_line = w->max_line };
 }
 
 int proto_writer_queue(struct proto_writer *w, struct json_object *obj,
@@ -320,7 +325,7 @@ int proto_writer_queue(struct proto_writer *w, struct json_object *obj,
 	text = json_object_to_json_string_ext(
 		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	len = strlen(text);
-	if (len > PROTO_MAX_LINE)
+	if (len > (w->max_line ? w->max_line : PROTO_MAX_LINE))
 		return -EMSGSIZE;
 
 	o = calloc(1, sizeof(*o));

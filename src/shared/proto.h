@@ -17,7 +17,10 @@
 #include <stdint.h>
 
 #define PROTO_VERSION 1
-#define PROTO_MAX_LINE (64 * 1024)
+#define PROTO_MAX_LINE (64 * 1024) /* a line sent to luod */
+/* A line luod sends: STATUS and LIST grow with its clients and sessions
+ * (about 80 bytes a client, 170 a session, 65 a timeline entry). */
+#define PROTO_MAX_REPLY (1024 * 1024)
 #define PROTO_MAX_FDS 64 /* per message */
 #define PROTO_ID_MAX 64 /* client ids and session names, bytes */
 
@@ -51,6 +54,7 @@ struct proto_reader {
 	uint64_t offset; /* stream offset of buf[0] */
 	struct proto_fd_batch *batches;
 	size_t n_batches, cap_batches;
+	size_t max_line; /* 0: PROTO_MAX_LINE; luod's clients: PROTO_MAX_REPLY */
 };
 
 void proto_reader_free(struct proto_reader *r);
@@ -58,7 +62,7 @@ void proto_reader_free(struct proto_reader *r);
 int proto_reader_fill(struct proto_reader *r, int sock);
 /*
  * Take the next complete line. Returns 1 with *out filled, 0 when more bytes
- * are needed, -EMSGSIZE when a line exceeds PROTO_MAX_LINE (the stream cannot
+ * are needed, -EMSGSIZE when a line exceeds max_line (the stream cannot
  * be resynchronised: disconnect), -EBADMSG for a line that is not a JSON
  * object and -EBADF for a line whose fds do not match its "fds" (both
  * consumed, with their fds closed: reply and go on).
@@ -72,6 +76,7 @@ struct proto_out;
 struct proto_writer {
 	struct proto_out *head, *tail;
 	size_t queued_bytes;
+	size_t max_line; /* 0: PROTO_MAX_LINE; luod: PROTO_MAX_REPLY */
 };
 
 void proto_writer_free(struct proto_writer *w);

@@ -381,6 +381,62 @@ static void test_line_too_long(void **state)
 	free(text);
 }
 
+/* luod's STATUS and LIST may pass the 64 KiB a client may send. */
+static void *reply_writer_thread(void *arg)
+{
+	struct pair *p = arg;
+	struct proto_writer w = { .max_line = PROTO_MAX_REPLY };
+	char *text = make_line(PROTO_MAX_LINE * 4);
+	struct json_object *o;
+
+	text[PROTO_MAX_LINE * 4] = '\0'; /* drop the newline */
+	o = json_tokener_parse(text);
+	free(text);
+	if (!o || proto_writer_queue(&w, o, NULL, 0) < 0)
+		abort();
+	json_object_put(o);
+	while (!proto_writer_empty(&w)) {
+		int r = proto_writer_flush(&w, p->a);
+
+		if (r < 0 && r != -EAGAIN)
+			break;
+	}
+	proto_writer_free(&w);
+	return NULL;
+}
+
+static void test_long_reply(void **state)
+{
+	struct pair *p = *state;
+	struct proto_writer w = { 0 };
+	struct json_object *o;
+	struct proto_msg m;
+	pthread_t t;
+	char *text;
+
+	/* A plain writer still refuses it; one of luod's takes it. */
+	text = make_line(PROTO_MAX_LINE * 4);
+	text[PROTO_MAX_LINE * 4] = '\0';
+	o = json_tokener_parse(text);
+	free(text);
+	assert_non_null(o);
+	assert_int_equal(proto_writer_queue(&w, o, NULL, 0), -EMSGSIZE);
+	w.max_line = PROTO_MAX_REPLY;
+	assert_int_equal(proto_writer_queue(&w, o, NULL, 0), 0);
+	proto_writer_free(&w);
+	assert_int_equal(w.max_line, PROTO_MAX_REPLY);
+	json_object_put(o);
+
+	/* A client's reader takes it whole. */
+	p->r.max_line = PROTO_MAX_REPLY;
+	assert_int_equal(pthread_create(&t, NULL, reply_writer_thread, p), 0);
+	assert_int_equal(proto_recv(p->b, &p->r, &m), 0);
+	assert_int_equal(strlen(proto_get_string(m.obj, "x")),
+			 PROTO_MAX_LINE * 4 - 8);
+	proto_msg_clear(&m);
+	pthread_join(t, NULL);
+}
+
 static void test_long_line_without_newline(void **state)
 {
 	struct pair *p = *state;
@@ -720,6 +776,7 @@ int main(void)
 		PAIR_TEST(test_bad_line_closes_its_fds),
 		PAIR_TEST(test_trailing_whitespace_ok),
 		PAIR_TEST(test_line_too_long),
+		PAIR_TEST(test_long_reply),
 		PAIR_TEST(test_long_line_without_newline),
 		PAIR_TEST(test_one_byte_at_a_time),
 		PAIR_TEST(test_two_messages_one_write),
