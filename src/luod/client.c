@@ -97,11 +97,16 @@ static const char *client_name(const struct client *c)
 	return c->id[0] ? c->id : "(anonymous)";
 }
 
+/* Dropped since the last reap. Most loop turns drop none, and walking
+ * every client on each turn showed in bench/'s profile at N = 1000. */
+static unsigned n_dropped;
+
 void client_drop(struct daemon *d, struct client *c, const char *why)
 {
 	if (c->dead)
 		return;
 	c->dead = true;
+	n_dropped++;
 	log_debug("dropping client %s (pid %d): %s", client_name(c),
 		  (int)c->pid, why);
 	epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, c->watch.fd, NULL);
@@ -114,6 +119,9 @@ void clients_reap(struct daemon *d)
 {
 	struct client **pp = &d->clients;
 
+	if (!n_dropped)
+		return;
+	n_dropped = 0;
 	while (*pp) {
 		struct client *c = *pp;
 
