@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "fdmsg.h"
 #include "log.h"
 #include "luo.h"
 
@@ -83,29 +84,9 @@ static int spawn_keeper(struct daemon *d)
 
 static int send_msg(const char *text, int fd)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)text,
-			     .iov_len = strlen(text) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
 	if (keeper_sock < 0)
 		return -ENOTCONN;
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	return sendmsg(keeper_sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	return fdmsg_send(keeper_sock, text, strlen(text), fd);
 }
 
 /* Take back what a previous luod's keeper held: each fd proves by its
@@ -113,28 +94,12 @@ static int send_msg(const char *text, int fd)
 static void adopt(struct daemon *d)
 {
 	for (;;) {
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int) * 4)];
-		} ctl;
 		char text[128], kname[LIVEUPDATE_SESSION_NAME_LENGTH];
-		struct iovec iov = { .iov_base = text,
-				     .iov_len = sizeof(text) - 1 };
-		struct msghdr mh = { .msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = ctl.buf,
-				     .msg_controllen = sizeof(ctl.buf) };
-		struct cmsghdr *c;
 		struct session *s;
-		ssize_t n = recvmsg(keeper_sock, &mh, MSG_CMSG_CLOEXEC);
-		int fd = -1;
+		int fd;
 
-		if (n <= 0)
+		if (fdmsg_recv(keeper_sock, text, sizeof(text), &fd) <= 0)
 			break;
-		text[n] = '\0';
-		c = CMSG_FIRSTHDR(&mh);
-		if (c && c->cmsg_type == SCM_RIGHTS)
-			memcpy(&fd, CMSG_DATA(c), sizeof(int));
 		if (streq(text, "END") || strncmp(text, "FD ", 3) || fd < 0) {
 			safe_close(fd);
 			break;

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "fdmsg.h"
 #include "log.h"
 #include "util.h"
 
@@ -56,65 +57,15 @@ static void hold(const char *name, int fd)
 	held[n_held++].fd = fd;
 }
 
-static int send_msg(int sock, const char *text, int fd)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = (void *)text,
-			     .iov_len = strlen(text) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 /* One message from luod. Returns 0, or -errno when the connection is done. */
 static int serve(int conn)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-	} ctl;
 	char text[128];
-	struct iovec iov = { .iov_base = text, .iov_len = sizeof(text) - 1 };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	ssize_t n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
-	int fd = -1;
+	int fd;
+	ssize_t n = fdmsg_recv(conn, text, sizeof(text), &fd);
 
 	if (n <= 0)
-		return n == 0 ? -ECONNRESET : -errno;
-	text[n] = '\0';
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
-	     c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0;
-		     i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (fd < 0)
-				fd = f;
-			else
-				close(f);
-		}
-	}
+		return n == 0 ? -ECONNRESET : (int)n;
 	if (!strncmp(text, "HOLD ", 5) && fd >= 0) {
 		hold(text + 5, fd);
 		return 0;
@@ -127,10 +78,11 @@ static int serve(int conn)
 
 		for (size_t i = 0; i < n_held; i++) {
 			snprintf(line, sizeof(line), "FD %s", held[i].name);
-			if (send_msg(conn, line, held[i].fd) < 0)
+			if (fdmsg_send(conn, line, strlen(line), held[i].fd) <
+			    0)
 				return -EPIPE;
 		}
-		return send_msg(conn, "END", -1);
+		return fdmsg_send(conn, "END", 3, -1);
 	}
 	return 0;
 }
