@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 
 #include "luod.h"
+#include "tap.h"
 #include "util.h"
 
 #define TOKEN_DATA 1
@@ -40,21 +41,6 @@
 static const char *id;
 static const char *on_prepare = "ready";
 static bool stay, crash_after_claim, hold;
-static unsigned n_failed;
-
-_printf_(2, 3) static bool check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok - %s: ", ok ? "" : "not ", id);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	n_failed += !ok;
-	return ok;
-}
 
 static int sha256_fd(int fd, unsigned char out[32])
 {
@@ -227,7 +213,7 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 		check(r == 1 && ev.type == LUOD_EVENT_ABORTED,
 		      "got ABORTED after %s: %s", on_prepare,
 		      r == 1 ? ev.reason : "nothing");
-		return n_failed ? 1 : 0;
+		return tap_failed ? 1 : 0;
 	}
 	r = luod_ready(c);
 	if (stay && r == -EPROTO && streq(luod_last_error(c), "WRONG_STATE")) {
@@ -259,7 +245,7 @@ static int do_preserve(struct luod_client *c, unsigned n, size_t size,
 		}
 		fflush(stdout);
 	}
-	return n_failed ? 1 : 0;
+	return tap_failed ? 1 : 0;
 }
 
 static int do_restore(struct luod_client *c, unsigned expect)
@@ -327,7 +313,7 @@ static int do_restore(struct luod_client *c, unsigned expect)
 		      r ? luod_last_error_message(c) : "ok");
 	}
 	luod_sessions_free(s, n);
-	return n_failed ? 1 : 0;
+	return tap_failed ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -355,7 +341,7 @@ int main(int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'i':
-			id = optarg;
+			id = tap_prefix = optarg;
 			break;
 		case 'n':
 			n = (unsigned)atoi(optarg);

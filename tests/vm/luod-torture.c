@@ -16,27 +16,11 @@
 #include <sys/un.h>
 
 #include "proto.h"
+#include "tap.h"
 #include "util.h"
 
 static pid_t luod_pid;
-static unsigned n_failed;
 static const char *sock_path = "/run/luod/liveupdate.sock";
-
-static bool check(bool ok, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok - ", ok ? "" : "not ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	n_failed += !ok;
-	return ok;
-}
 
 static int connect_luod(void)
 {
@@ -419,5 +403,5 @@ int main(int argc, char **argv)
 		check(rss_after * 10 <= rss_before * 11,
 		      "RSS back within 10%% (%ld -> %ld KiB)", rss_before,
 		      rss_after);
-	return n_failed ? 1 : 0;
+	return tap_failed ? 1 : 0;
 }

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "tap.h"
 #include "util.h"
 
 #define MAGIC 0x72656c6f682d666dULL /* "mf-holder" */
@@ -49,22 +50,6 @@ struct region {
 	uint64_t size;
 	struct header *h;
 };
-
-static unsigned n_failed;
-
-_printf_(2, 3) static bool check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%sok - memfd-holder: ", ok ? "" : "not ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	n_failed += !ok;
-	return ok;
-}
 
 static uint64_t mix(uint64_t x)
 {
@@ -228,6 +213,7 @@ int main(int argc, char **argv)
 	size_t n = 0;
 	sigset_t mask;
 
+	tap_prefix = "memfd-holder";
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		char *eq, *colon;
 
@@ -308,5 +294,5 @@ int main(int argc, char **argv)
 		       sig);
 	}
 	fflush(stdout);
-	return n_failed ? 1 : 0;
+	return tap_failed ? 1 : 0;
 }
