@@ -1,7 +1,7 @@
 # The README's two commands, for those who type make.
 #   make demo   scripts/demo: build, boot a LUO guest, run a live update with
 #               kvcache and luod-exec, check every byte, print the timeline
-#   make test   scripts/test: the unit tests and the whole VM suite
+#   make test   scripts/test: unit tests, the VM suite, sanitizers, fuzzers
 # Both install dependencies with apt first; SKIP_SETUP=1 skips that.
 
 .PHONY: help demo test
