@@ -412,45 +412,12 @@ static void raise_fd_limit(void)
 	}
 }
 
-/*
- * The copy under state_dir is written whole, so a save costs in proportion
- * to the sessions and the timeline (about 1.2 ms for 1000 sessions on the
- * build machines, 20 ms under TCG). Saved after every change, a host of N
- * clients paid O(N^2): bench/ measured CLAIM at 19 ms for N = 1000. After a
- * save that took T, the next waits until 10 T have passed, 1 s at most:
- * saving then takes at most about a tenth of luod's time whatever N, and
- * the copy is never further behind than that.
- */
-static uint64_t save_due_us;
-
-static int save_timeout_ms(const struct daemon *d)
-{
-	uint64_t now = now_mono_us();
-
-	if (!d->state_dirty)
-		return -1;
-	return save_due_us > now ? (int)((save_due_us - now + 999) / 1000) : 0;
-}
-
-static void save_if_due(struct daemon *d)
-{
-	uint64_t t0 = now_mono_us(), cost;
-
-	if (!d->state_dirty || t0 < save_due_us)
-		return;
-	if (state_save_run(d) == 0)
-		d->state_dirty = false;
-	cost = now_mono_us() - t0;
-	save_due_us = now_mono_us() + (cost > 100000 ? 1000000 : cost * 10);
-}
-
 static void run(struct daemon *d)
 {
 	struct epoll_event evs[64];
 
 	while (!d->quit) {
-		int n = epoll_wait(d->epoll_fd, evs, ARRAY_SIZE(evs),
-				   save_timeout_ms(d));
+		int n = epoll_wait(d->epoll_fd, evs, ARRAY_SIZE(evs), -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -464,7 +431,9 @@ static void run(struct daemon *d)
 			w->handler(d, w, evs[i].events);
 		}
 		clients_reap(d);
-		save_if_due(d);
+		/* One write per loop turn, however many sessions changed in it. */
+		if (d->state_dirty && state_save_run(d) == 0)
+			d->state_dirty = false;
 	}
 }
 
