@@ -32,6 +32,7 @@ enum {
 	OPT_REUSE = 1 << 2,
 	OPT_TIMEOUT = 1 << 3,
 	OPT_YES = 1 << 4,
+	OPT_FORCE = 1 << 5,
 };
 
 struct ctl {
@@ -85,9 +86,13 @@ static void help(void)
 	       "  load KERNEL [--initrd FILE] (--reuse-cmdline | --cmdline \"...\")\n"
 	       "                         Load the kernel to update into (kexec_file_load).\n"
 	       "  unload                 Unload it again.\n"
-	       "  kexec [--timeout S]    Run the update: wait up to S seconds (default 60)\n"
+	       "  kexec [--timeout S] [--force]\n"
+	       "                         Run the update: wait up to S seconds (default 60)\n"
 	       "                         for every client to be ready, then reboot into the\n"
 	       "                         loaded kernel. Shows clients as they get ready.\n"
+	       "                         luod refuses while sessions from the last update\n"
+	       "                         are still held (they would be freed); --force\n"
+	       "                         goes ahead anyway.\n"
 	       "  abort                  Abort an update that is waiting for its clients.\n"
 	       "  status                 Phase, clients, session counts and the timeline of\n"
 	       "                         the update that brought this boot up.\n"
@@ -489,6 +494,9 @@ static int cmd_kexec(struct ctl *ctl, char **args)
 	_cleanup_(proto_msg_clear) struct proto_msg reply = { 0 };
 	int r;
 
+	if (ctl->opts & OPT_FORCE)
+		json_object_object_add(req, "force",
+				       json_object_new_boolean(1));
 	if (ctl->opts & OPT_TIMEOUT)
 		json_object_object_add(req, "timeout",
 				       json_object_new_int64(ctl->timeout));
@@ -696,7 +704,7 @@ static int cmd_release(struct ctl *ctl, char **args)
 static const struct command commands[] = {
 	{ "load", 1, OPT_INITRD | OPT_CMDLINE | OPT_REUSE, cmd_load },
 	{ "unload", 0, 0, cmd_unload },
-	{ "kexec", 0, OPT_TIMEOUT, cmd_kexec },
+	{ "kexec", 0, OPT_TIMEOUT | OPT_FORCE, cmd_kexec },
 	{ "abort", 0, 0, cmd_abort },
 	{ "status", 0, 0, cmd_status },
 	{ "list", 0, 0, cmd_list },
@@ -704,7 +712,8 @@ static const struct command commands[] = {
 };
 
 static const char *const opt_names[] = {
-	"--initrd", "--cmdline", "--reuse-cmdline", "--timeout", "--yes",
+	"--initrd",  "--cmdline", "--reuse-cmdline",
+	"--timeout", "--yes",	  "--force",
 };
 
 static int parse_timeout(const char *s, long *out)
@@ -722,7 +731,14 @@ static int parse_timeout(const char *s, long *out)
 	return EXIT_OK;
 }
 
-enum { ARG_VERSION = 0x100, ARG_INITRD, ARG_CMDLINE, ARG_REUSE, ARG_TIMEOUT };
+enum {
+	ARG_VERSION = 0x100,
+	ARG_INITRD,
+	ARG_CMDLINE,
+	ARG_REUSE,
+	ARG_TIMEOUT,
+	ARG_FORCE
+};
 
 int main(int argc, char **argv)
 {
@@ -736,6 +752,7 @@ int main(int argc, char **argv)
 		{ "cmdline", required_argument, NULL, ARG_CMDLINE },
 		{ "reuse-cmdline", no_argument, NULL, ARG_REUSE },
 		{ "timeout", required_argument, NULL, ARG_TIMEOUT },
+		{ "force", no_argument, NULL, ARG_FORCE },
 		{}
 	};
 	struct ctl ctl = { .sock = -1, .reader.max_line = PROTO_MAX_REPLY };
@@ -775,6 +792,9 @@ int main(int argc, char **argv)
 			break;
 		case ARG_REUSE:
 			ctl.opts |= OPT_REUSE;
+			break;
+		case ARG_FORCE:
+			ctl.opts |= OPT_FORCE;
 			break;
 		case ARG_TIMEOUT:
 			ctl.opts |= OPT_TIMEOUT;

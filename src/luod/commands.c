@@ -676,7 +676,7 @@ static void cmd_kexec(struct request *q)
 	if (len) {
 		fail(q, PROTO_E_STATE,
 		     "sessions from the last update are still held and would be lost: %s. Let their clients claim "
-		     "and finish them, release them (luoctl release), or force the update",
+		     "and finish them, release them (luoctl release), or force the update (luoctl kexec --force)",
 		     left);
 		return;
 	}
