@@ -11,6 +11,7 @@ set grid
 set key top left font ",9"
 set title "Time per client or session (guest, TCG)"
 set ylabel "µs"
+set format y "%.0f"
 plot dat using 1:2 with linespoints lw 2 title "raw preserve / session", \
      dat using 1:3 with linespoints lw 2 title "luod preserve / client", \
      dat using 1:4 with linespoints lw 2 title "raw restore / session", \
@@ -25,7 +26,7 @@ set yrange [1:*]
 set y2label "MiB"
 set y2tics
 set ytics nomirror
-set y2range [0:*]
+set y2range [0:10]
 plot dat using 1:8 with linespoints lw 2 title "preserve side ratio", \
      dat using 1:9 with linespoints lw 2 title "restore side ratio", \
      2 with lines lc rgb "gray" dt 3 title "target: 2×", \
