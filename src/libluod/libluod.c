@@ -435,34 +435,21 @@ int luod_reattach(struct luod_client *c, const char *name, int session_fd)
 	return r;
 }
 
-int luod_reconnect(struct luod_client *c, int timeout_ms)
+/* Connect, HELLO, re-attach and re-subscribe once. */
+static int reconnect_once(struct luod_client *c)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct timespec start, now;
 	int r;
 
-	if (!c)
-		return -EINVAL;
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (c->sock >= 0)
 		epoll_ctl(c->epfd, EPOLL_CTL_DEL, c->sock, NULL);
 	c->sock = safe_close(c->sock);
 	proto_reader_free(&c->reader);
+	c->reader.max_line = PROTO_MAX_REPLY;
 	c->dead = 0;
-	/* luod may still be restarting: its socket is missing or refuses. */
-	for (;;) {
-		long ms;
-
-		c->sock = open_socket(c->path);
-		if (c->sock >= 0)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		ms = (now.tv_sec - start.tv_sec) * 1000 +
-		     (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (timeout_ms >= 0 && ms >= timeout_ms)
-			return c->sock;
-		usleep(100 * 1000);
-	}
+	c->sock = open_socket(c->path);
+	if (c->sock < 0)
+		return c->sock;
 	if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->sock, &ev) < 0)
 		return -errno;
 	r = hello(c);
@@ -484,9 +471,33 @@ int luod_reconnect(struct luod_client *c, int timeout_ms)
 			return r;
 		i++;
 	}
-	if (c->subscribed)
-		return luod_subscribe(c);
-	return 0;
+	return c->subscribed ? luod_subscribe(c) : 0;
+}
+
+int luod_reconnect(struct luod_client *c, int timeout_ms)
+{
+	struct timespec start, now;
+
+	if (!c)
+		return -EINVAL;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		int r = reconnect_once(c);
+		long ms;
+
+		/* luod may still be starting (no socket yet, or a stale one)
+		 * or go away again half-way: try again until the deadline.
+		 * A refusal from a live luod is final. */
+		if (r == 0 || (r != -ENOENT && r != -ECONNREFUSED &&
+			       r != -ECONNRESET && r != -EPIPE && r != -EIO))
+			return r;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (now.tv_sec - start.tv_sec) * 1000 +
+		     (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (timeout_ms >= 0 && ms >= timeout_ms)
+			return r;
+		usleep(100 * 1000);
+	}
 }
 
 int luod_fd(const struct luod_client *c)
