@@ -84,9 +84,12 @@ static int spawn_keeper(struct daemon *d)
 
 static int send_msg(const char *text, int fd)
 {
+	ssize_t n;
+
 	if (keeper_sock < 0)
 		return -ENOTCONN;
-	return fdmsg_send(keeper_sock, text, strlen(text), fd);
+	n = fdmsg_send(keeper_sock, text, strlen(text), &fd, fd >= 0, 0);
+	return n < 0 ? (int)n : 0;
 }
 
 /* Take back what a previous luod's keeper held: each fd proves by its

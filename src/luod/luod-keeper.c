@@ -78,11 +78,11 @@ static int serve(int conn)
 
 		for (size_t i = 0; i < n_held; i++) {
 			snprintf(line, sizeof(line), "FD %s", held[i].name);
-			if (fdmsg_send(conn, line, strlen(line), held[i].fd) <
-			    0)
+			if (fdmsg_send(conn, line, strlen(line), &held[i].fd, 1,
+				       0) < 0)
 				return -EPIPE;
 		}
-		return fdmsg_send(conn, "END", 3, -1);
+		return fdmsg_send(conn, "END", 3, NULL, 0, 0) < 0 ? -EPIPE : 0;
 	}
 	return 0;
 }

@@ -4,28 +4,33 @@
 #include "fdmsg.h"
 #include "util.h"
 
-int fdmsg_send(int sock, const void *buf, size_t len, int fd)
+ssize_t fdmsg_send(int sock, const void *buf, size_t len, const int *fds,
+		   size_t n_fds, int flags)
 {
 	union {
 		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int) * FDMSG_MAX_FDS)];
 	} ctl;
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
 
-	if (fd >= 0) {
+	if (n_fds > FDMSG_MAX_FDS)
+		return -E2BIG;
+	if (n_fds > 0) {
 		struct cmsghdr *c;
 
 		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.buf;
-		mh.msg_controllen = sizeof(ctl.buf);
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+		c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
 	}
-	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
+	n = sendmsg(sock, &mh, flags | MSG_NOSIGNAL);
+	return n < 0 ? -errno : n;
 }
 
 ssize_t fdmsg_recv(int sock, char *buf, size_t size, int *fd)

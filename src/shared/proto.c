@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 
+#include "fdmsg.h"
 #include "proto.h"
 #include "util.h"
 
@@ -369,33 +370,16 @@ int proto_writer_flush(struct proto_writer *w, int sock)
 {
 	while (w->head) {
 		struct proto_out *o = w->head;
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
-		} control;
-		struct iovec iov = { .iov_base = o->data + o->sent,
-				     .iov_len = o->len - o->sent };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		ssize_t n;
-
 		/* The fds ride with the first byte of the message. */
-		if (o->sent == 0 && o->n_fds > 0) {
-			struct cmsghdr *c;
+		ssize_t n = fdmsg_send(sock, o->data + o->sent,
+				       o->len - o->sent, o->fds,
+				       o->sent == 0 ? o->n_fds : 0,
+				       MSG_DONTWAIT);
 
-			memset(&control, 0, sizeof(control));
-			mh.msg_control = control.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * o->n_fds);
-			c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * o->n_fds);
-			memcpy(CMSG_DATA(c), o->fds, sizeof(int) * o->n_fds);
-		}
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
-			if (errno == EINTR)
+			if (n == -EINTR)
 				continue;
-			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+			return n == -EWOULDBLOCK ? -EAGAIN : (int)n;
 		}
 		if (o->sent == 0) {
 			for (size_t i = 0; i < o->n_fds; i++)

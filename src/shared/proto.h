@@ -21,7 +21,7 @@
 /* A line luod sends: STATUS and LIST grow with its clients and sessions
  * (about 80 bytes a client, 170 a session, 65 a timeline entry). */
 #define PROTO_MAX_REPLY (1024 * 1024)
-#define PROTO_MAX_FDS 64 /* per message */
+#define PROTO_MAX_FDS 64 /* per message; FDMSG_MAX_FDS too */
 #define PROTO_ID_MAX 64 /* client ids and session names, bytes */
 
 /* Stable error codes, sent as "error". */

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fdmsg.h"
 #include "proto.h"
 #include "tap.h"
 #include "util.h"
@@ -230,30 +231,13 @@ static void unsolicited_fds(int fds_before)
 	for (size_t i = 0; i < ARRAY_SIZE(extra); i++)
 		extra[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (int round = 0; round < 20; round++) {
-		/* "fds" is what the codec reads; sending them without it is
-		 * the attack, so the line goes out through sendmsg by hand. */
-		struct msghdr mh = { 0 };
-		union {
-			struct cmsghdr a;
-			char b[CMSG_SPACE(sizeof(extra))];
-		} ctl;
+		/* "fds" is what the codec reads; sending fds without it is
+		 * the attack, so the line goes out raw, fds attached. */
 		const char *line = "{\"cmd\":\"STATUS\"}\n";
-		struct iovec iov = { .iov_base = (void *)line,
-				     .iov_len = strlen(line) };
-		struct cmsghdr *c;
 		struct json_object *o;
 
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = sizeof(ctl.b);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(extra));
-		memcpy(CMSG_DATA(c), extra, sizeof(extra));
-		if (sendmsg(fd, &mh, 0) < 0)
+		if (fdmsg_send(fd, line, strlen(line), extra, ARRAY_SIZE(extra),
+			       0) < 0)
 			break;
 		o = read_reply(fd, &r);
 		ok += o && !proto_get_string(o, "error");
