@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "fdmsg.h"
 #include "config.h"
 #include "log.h"
 #include "notify.h"
@@ -34,10 +35,8 @@ static int notify_send(const char *msg, const int *fds, size_t n_fds)
 {
 	const char *e = getenv("NOTIFY_SOCKET");
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	_cleanup_free_ void *control = NULL;
 	_cleanup_close_ int fd = -1;
+	ssize_t n;
 	size_t plen;
 
 	if (!e || !*e)
@@ -51,31 +50,16 @@ static int notify_send(const char *msg, const int *fds, size_t n_fds)
 	memcpy(sa.sun_path, e, plen);
 	if (sa.sun_path[0] == '@')
 		sa.sun_path[0] = '\0'; /* abstract namespace */
-	mh.msg_name = &sa;
-	mh.msg_namelen =
-		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
-
-	if (n_fds) {
-		struct cmsghdr *cm;
-
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-		control = calloc(1, mh.msg_controllen);
-		if (!control)
-			return -ENOMEM;
-		mh.msg_control = control;
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
-	}
 
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+	if (connect(fd, (struct sockaddr *)&sa,
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				plen)) < 0)
 		return -errno;
-	return 1;
+	n = fdmsg_send(fd, msg, strlen(msg), fds, n_fds, 0);
+	return n < 0 ? (int)n : 1;
 }
 #endif
 
