@@ -14,6 +14,28 @@ void manifest_clear(struct manifest *m)
 	*m = (struct manifest){ 0 };
 }
 
+static struct json_object *session_to_json(const struct manifest_session *s)
+{
+	struct json_object *so = json_object_new_object();
+
+	json_object_object_add(so, "client", json_object_new_string(s->client));
+	json_object_object_add(so, "name", json_object_new_string(s->name));
+	json_object_object_add(so, "kernel_name",
+			       json_object_new_string(s->kernel_name));
+	json_object_object_add(so, "uid", json_object_new_int64(s->uid));
+	json_object_object_add(so, "generation",
+			       json_object_new_uint64(s->generation));
+	json_object_object_add(so, "created_us",
+			       json_object_new_uint64(s->created_us));
+	if (s->incoming)
+		json_object_object_add(so, "incoming",
+				       json_object_new_boolean(1));
+	if (s->claimed)
+		json_object_object_add(so, "claimed",
+				       json_object_new_boolean(1));
+	return so;
+}
+
 char *manifest_encode(const struct manifest *m)
 {
 	struct json_object *o = json_object_new_object(),
@@ -28,30 +50,11 @@ char *manifest_encode(const struct manifest *m)
 			       json_object_new_uint64(m->generation));
 	json_object_object_add(o, "next_serial",
 			       json_object_new_uint64(m->next_serial));
-	for (size_t i = 0; i < m->n_sessions; i++) {
-		const struct manifest_session *s = &m->sessions[i];
-		struct json_object *so = json_object_new_object();
-
-		json_object_object_add(so, "client",
-				       json_object_new_string(s->client));
-		json_object_object_add(so, "name",
-				       json_object_new_string(s->name));
-		json_object_object_add(so, "kernel_name",
-				       json_object_new_string(s->kernel_name));
-		json_object_object_add(so, "uid",
-				       json_object_new_int64(s->uid));
-		json_object_object_add(so, "generation",
-				       json_object_new_uint64(s->generation));
-		json_object_object_add(so, "created_us",
-				       json_object_new_uint64(s->created_us));
-		if (s->incoming)
-			json_object_object_add(so, "incoming",
-					       json_object_new_boolean(1));
-		if (s->claimed)
-			json_object_object_add(so, "claimed",
-					       json_object_new_boolean(1));
-		json_object_array_add(arr, so);
-	}
+	if (m->journal_seq)
+		json_object_object_add(o, "journal_seq",
+				       json_object_new_uint64(m->journal_seq));
+	for (size_t i = 0; i < m->n_sessions; i++)
+		json_object_array_add(arr, session_to_json(&m->sessions[i]));
 	json_object_object_add(o, "sessions", arr);
 	if (m->timeline)
 		json_object_object_add(o, "timeline",
@@ -102,6 +105,26 @@ static int get_str(struct json_object *o, const char *key, char *dst,
 	return 0;
 }
 
+static int session_from_json(struct json_object *so, struct manifest_session *s)
+{
+	uint64_t uid;
+	bool b;
+
+	if (!json_object_is_type(so, json_type_object) ||
+	    get_str(so, "client", s->client, sizeof(s->client), true) < 0 ||
+	    get_str(so, "name", s->name, sizeof(s->name), true) < 0 ||
+	    get_str(so, "kernel_name", s->kernel_name, sizeof(s->kernel_name),
+		    false) < 0 ||
+	    get_u64(so, "uid", &uid) < 0 || uid > UINT32_MAX - 1 ||
+	    get_u64(so, "generation", &s->generation) < 0 ||
+	    get_u64(so, "created_us", &s->created_us) < 0)
+		return -1;
+	s->uid = (uid_t)uid;
+	s->incoming = proto_get_bool(so, "incoming", &b) && b;
+	s->claimed = proto_get_bool(so, "claimed", &b) && b;
+	return 0;
+}
+
 static int timeline_ok(struct json_object *o, const char *key,
 		       struct json_object **out)
 {
@@ -123,10 +146,34 @@ static int timeline_ok(struct json_object *o, const char *key,
 	return 0;
 }
 
+/* Strict JSON, all of text and nothing after it. */
+static int parse_json(const char *text, size_t len, struct json_object **out,
+		      char *err, size_t errlen)
+{
+	struct json_tokener *tok = json_tokener_new();
+	enum json_tokener_error e;
+	struct json_object *o;
+
+	*out = NULL;
+	if (!tok)
+		return -ENOMEM;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	e = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (!o || e != json_tokener_success) {
+		if (o)
+			json_object_put(o);
+		return bad(err, errlen, "not valid JSON: %s",
+			   json_tokener_error_desc(e));
+	}
+	*out = o;
+	return 0;
+}
+
 int manifest_decode(const char *text, size_t len, struct manifest *out,
 		    char *err, size_t errlen)
 {
-	struct json_tokener *tok;
 	struct json_object *o, *arr;
 	struct manifest m = { 0 };
 	int64_t version;
@@ -137,21 +184,9 @@ int manifest_decode(const char *text, size_t len, struct manifest *out,
 		return bad(err, errlen,
 			   "manifest is %zu bytes, over the %d byte limit", len,
 			   MANIFEST_MAX_BYTES);
-	tok = json_tokener_new();
-	if (!tok)
-		return -ENOMEM;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, text, (int)len);
-	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-		r = bad(err, errlen, "manifest is not valid JSON: %s",
-			json_tokener_error_desc(json_tokener_get_error(tok)));
-		json_tokener_free(tok);
-		if (o)
-			json_object_put(o);
+	r = parse_json(text, len, &o, err, errlen);
+	if (r < 0)
 		return r;
-	}
-	json_tokener_free(tok);
-
 	if (!json_object_is_type(o, json_type_object) ||
 	    !streq(proto_get_string(o, "format"), MANIFEST_FORMAT)) {
 		r = bad(err, errlen,
@@ -171,6 +206,11 @@ int manifest_decode(const char *text, size_t len, struct manifest *out,
 			"manifest lacks a valid generation or next_serial");
 		goto out;
 	}
+	if (json_object_object_get_ex(o, "journal_seq", NULL) &&
+	    get_u64(o, "journal_seq", &m.journal_seq) < 0) {
+		r = bad(err, errlen, "manifest has an invalid journal_seq");
+		goto out;
+	}
 	if (!json_object_object_get_ex(o, "sessions", &arr) ||
 	    !json_object_is_type(arr, json_type_array)) {
 		r = bad(err, errlen, "manifest lacks a sessions array");
@@ -184,27 +224,14 @@ int manifest_decode(const char *text, size_t len, struct manifest *out,
 		goto out;
 	}
 	for (size_t i = 0; i < m.n_sessions; i++) {
-		struct json_object *so = json_object_array_get_idx(arr, i);
 		struct manifest_session *s = &m.sessions[i];
-		uint64_t uid;
-		bool b;
 
-		if (!json_object_is_type(so, json_type_object) ||
-		    get_str(so, "client", s->client, sizeof(s->client), true) <
-			    0 ||
-		    get_str(so, "name", s->name, sizeof(s->name), true) < 0 ||
-		    get_str(so, "kernel_name", s->kernel_name,
-			    sizeof(s->kernel_name), false) < 0 ||
-		    get_u64(so, "uid", &uid) < 0 || uid > UINT32_MAX - 1 ||
-		    get_u64(so, "generation", &s->generation) < 0 ||
-		    get_u64(so, "created_us", &s->created_us) < 0) {
+		if (session_from_json(json_object_array_get_idx(arr, i), s) <
+		    0) {
 			r = bad(err, errlen,
 				"session %zu in the manifest is malformed", i);
 			goto out;
 		}
-		s->uid = (uid_t)uid;
-		s->incoming = proto_get_bool(so, "incoming", &b) && b;
-		s->claimed = proto_get_bool(so, "claimed", &b) && b;
 		for (size_t j = 0; j < i; j++) {
 			if (streq(m.sessions[j].kernel_name, s->kernel_name) ||
 			    (streq(m.sessions[j].client, s->client) &&
@@ -227,4 +254,154 @@ out:
 	manifest_clear(&m);
 	json_object_put(o);
 	return r;
+}
+
+static char *journal_line(struct json_object *o)
+{
+	char *line = NULL;
+
+	if (asprintf(&line, "%s\n",
+		     json_object_to_json_string_ext(
+			     o, JSON_C_TO_STRING_PLAIN)) < 0)
+		line = NULL;
+	json_object_put(o);
+	return line;
+}
+
+static struct json_object *journal_record(uint64_t seq)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "seq", json_object_new_uint64(seq));
+	return o;
+}
+
+char *manifest_journal_put(uint64_t seq, uint64_t next_serial,
+			   const struct manifest_session *s)
+{
+	struct json_object *o = journal_record(seq);
+
+	json_object_object_add(o, "next_serial",
+			       json_object_new_uint64(next_serial));
+	json_object_object_add(o, "put", session_to_json(s));
+	return journal_line(o);
+}
+
+char *manifest_journal_del(uint64_t seq, const char *kernel_name)
+{
+	struct json_object *o = journal_record(seq);
+
+	json_object_object_add(o, "del", json_object_new_string(kernel_name));
+	return journal_line(o);
+}
+
+char *manifest_journal_event(uint64_t seq, struct json_object *event)
+{
+	struct json_object *o = journal_record(seq);
+
+	json_object_object_add(o, "event", json_object_get(event));
+	return journal_line(o);
+}
+
+/* Drop the session with this kernel name, or with this client and name. */
+static void journal_remove(struct manifest *m, const char *kernel_name,
+			   const struct manifest_session *same_id)
+{
+	for (size_t i = 0; i < m->n_sessions; i++) {
+		struct manifest_session *s = &m->sessions[i];
+
+		if (streq(s->kernel_name, kernel_name) ||
+		    (same_id && streq(s->client, same_id->client) &&
+		     streq(s->name, same_id->name))) {
+			*s = m->sessions[--m->n_sessions];
+			i--;
+		}
+	}
+}
+
+static int journal_apply_one(struct manifest *m, struct json_object *o)
+{
+	struct json_object *v;
+	struct manifest_session s = { 0 };
+	uint64_t next_serial;
+
+	if (json_object_object_get_ex(o, "put", &v)) {
+		struct manifest_session *grown;
+
+		if (session_from_json(v, &s) < 0 ||
+		    get_u64(o, "next_serial", &next_serial) < 0)
+			return -1;
+		journal_remove(m, s.kernel_name, &s);
+		grown = realloc(m->sessions,
+				(m->n_sessions + 1) * sizeof(*m->sessions));
+		if (!grown)
+			return -ENOMEM;
+		m->sessions = grown;
+		m->sessions[m->n_sessions++] = s;
+		if (next_serial > m->next_serial)
+			m->next_serial = next_serial;
+		return 0;
+	}
+	if (json_object_object_get_ex(o, "del", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			return -1;
+		journal_remove(m, json_object_get_string(v), NULL);
+		return 0;
+	}
+	if (json_object_object_get_ex(o, "event", &v)) {
+		if (!json_object_is_type(v, json_type_object) ||
+		    !proto_get_string(v, "event"))
+			return -1;
+		if (!m->last_timeline)
+			m->last_timeline = json_object_new_array();
+		json_object_array_add(m->last_timeline, json_object_get(v));
+		return 0;
+	}
+	return -1;
+}
+
+int manifest_journal_apply(struct manifest *m, const char *text, size_t len,
+			   char *err, size_t errlen)
+{
+	const char *p = text, *end = text + len;
+	int applied = 0;
+
+	for (unsigned line = 1; p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		struct json_object *o;
+		uint64_t seq;
+		int r;
+
+		if (!nl) /* torn by a crash in the middle of a write */
+			break;
+		r = parse_json(p, (size_t)(nl - p), &o, NULL, 0);
+		if (r == -ENOMEM)
+			return r;
+		if (r < 0 || !json_object_is_type(o, json_type_object) ||
+		    get_u64(o, "seq", &seq) < 0) {
+			if (o)
+				json_object_put(o);
+			return bad(err, errlen,
+				   "journal line %u is not a journal record",
+				   line);
+		}
+		/* At or below the snapshot's seq: already in it (a crash
+		 * between writing the snapshot and emptying the journal). */
+		if (seq > m->journal_seq) {
+			r = journal_apply_one(m, o);
+			if (r < 0) {
+				json_object_put(o);
+				return r == -ENOMEM ?
+					       r :
+					       bad(err, errlen,
+						   "journal line %u is malformed",
+						   line);
+			}
+			m->journal_seq = seq;
+			applied++;
+		}
+		json_object_put(o);
+		p = nl + 1;
+	}
+	return applied;
 }

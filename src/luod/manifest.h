@@ -36,6 +36,8 @@ struct manifest {
 	size_t n_sessions;
 	struct json_object *timeline; /* array, may be NULL */
 	struct json_object *last_timeline; /* array, may be NULL */
+	/* Only in the copy under /run: the last journal record it includes. */
+	uint64_t journal_seq;
 };
 
 void manifest_clear(struct manifest *m);
@@ -44,3 +46,22 @@ char *manifest_encode(const struct manifest *m);
 /* 0, or -EBADMSG with a reason in err for anything malformed. */
 int manifest_decode(const char *text, size_t len, struct manifest *out,
 		    char *err, size_t errlen);
+
+/*
+ * The journal beside the copy under /run: one line per change since that
+ * copy was written, so a change costs one short write, not a rewrite of
+ * every session. Each record carries a seq; replaying puts, deletions and
+ * timeline events in order over the copy gives the state luod had.
+ * Each returns a malloc()ed line ending in a newline, or NULL.
+ */
+char *manifest_journal_put(uint64_t seq, uint64_t next_serial,
+			   const struct manifest_session *s);
+char *manifest_journal_del(uint64_t seq, const char *kernel_name);
+char *manifest_journal_event(uint64_t seq, struct json_object *event);
+/*
+ * Apply the records above m->journal_seq, in order. A last line without its
+ * newline was torn by a crash and is ignored. Returns the number of records
+ * applied, or -EBADMSG at a malformed line (m keeps the ones before it).
+ */
+int manifest_journal_apply(struct manifest *m, const char *text, size_t len,
+			   char *err, size_t errlen);
