@@ -107,6 +107,14 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 		return;
 	c->dead = true;
 	n_dropped++;
+	if (c->subscribed) {
+		struct client_id *ci = client_id_find(d, c->id);
+
+		if (ci && ci->subscriber == c) {
+			ci->subscriber = NULL;
+			client_id_gc(d, ci);
+		}
+	}
 	log_debug("dropping client %s (pid %d): %s", client_name(c),
 		  (int)c->pid, why);
 	epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, c->watch.fd, NULL);

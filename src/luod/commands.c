@@ -64,9 +64,8 @@ static bool may_touch(struct request *q, struct session *s)
 /* Someone else's client id: its sessions are not yours to extend. */
 static bool id_owned_by_caller(struct request *q)
 {
-	for (struct session *s = q->d->sessions; s; s = s->next)
-		if (streq(s->client, q->id) && s->uid != q->c->uid &&
-		    !q->c->admin) {
+	for (struct session *s = sessions_of(q->d, q->id); s; s = s->next_of_id)
+		if (s->uid != q->c->uid && !q->c->admin) {
 			fail(q, PROTO_E_PERMISSION,
 			     "client id %s is used by uid %u; pick another id",
 			     q->id, (unsigned)s->uid);
@@ -133,21 +132,30 @@ static void cmd_hello(struct request *q)
 
 static void cmd_subscribe(struct request *q)
 {
+	struct client_id *ci;
+	struct client *o;
+
 	if (!need_id(q) || !id_owned_by_caller(q))
 		return;
-	for (struct client *o = q->d->clients; o; o = o->next)
-		if (o != q->c && !o->dead && o->subscribed &&
-		    streq(o->id, q->id)) {
-			fail(q, PROTO_E_EXISTS,
-			     "client %s is already subscribed on another connection (pid %d)",
-			     q->id, (int)o->pid);
-			return;
-		}
+	ci = client_id_find(q->d, q->id);
+	o = ci ? ci->subscriber : NULL;
+	if (o && o != q->c && !o->dead) {
+		fail(q, PROTO_E_EXISTS,
+		     "client %s is already subscribed on another connection (pid %d)",
+		     q->id, (int)o->pid);
+		return;
+	}
 	if (q->d->phase == PHASE_REBOOTING) {
 		fail(q, PROTO_E_BUSY,
 		     "the machine is rebooting into the new kernel");
 		return;
 	}
+	ci = client_id_get(q->d, q->id);
+	if (!ci) {
+		fail(q, PROTO_E_INTERNAL, "out of memory");
+		return;
+	}
+	ci->subscriber = q->c;
 	q->c->subscribed = true;
 	log_info("client %s (pid %d, uid %u) subscribed", q->id, (int)q->c->pid,
 		 (unsigned)q->c->uid);
@@ -238,8 +246,9 @@ static void cmd_claim(struct request *q)
 
 	if (!need_id(q))
 		return;
-	for (struct session *s = q->d->sessions; s; s = s->next) {
-		if (!streq(s->client, q->id) || (name && !streq(s->name, name)))
+	for (struct session *s = sessions_of(q->d, q->id); s;
+	     s = s->next_of_id) {
+		if (name && !streq(s->name, name))
 			continue;
 		if (!may_touch(q, s))
 			return;
@@ -266,10 +275,11 @@ static void cmd_claim(struct request *q)
 	}
 	arr = json_object_new_array();
 	n = 0;
-	for (struct session *s = q->d->sessions; s; s = s->next) {
+	for (struct session *s = sessions_of(q->d, q->id); s;
+	     s = s->next_of_id) {
 		int e;
 
-		if (!streq(s->client, q->id) || (name && !streq(s->name, name)))
+		if (name && !streq(s->name, name))
 			continue;
 		e = session_claim(q->d, s);
 		if (e < 0) {
@@ -292,14 +302,12 @@ static void cmd_claim(struct request *q)
 	/* luo-agent's flow has no FINISHED: a legacy client takes the session
 	 * over outright, as it would from luo-agent. The reply holds its own
 	 * copies of the fds until they are sent. */
-	for (struct session *s = q->d->sessions, *next; s; s = next) {
-		next = s->next;
-		if (streq(s->client, q->id) &&
-		    (!name || streq(s->name, name)) &&
+	for (struct session *s = sessions_of(q->d, q->id), *next; s; s = next) {
+		next = s->next_of_id;
+		if ((!name || streq(s->name, name)) &&
 		    s->state == SESSION_CLAIMED)
 			session_forget(q->d, s);
 	}
-	q->d->state_dirty = true;
 }
 
 static struct session *target_session(struct request *q)
@@ -343,7 +351,6 @@ static void cmd_finished(struct request *q)
 	log_info("client %s finished session %s; luod lets go of it", s->client,
 		 s->name);
 	session_forget(q->d, s);
-	q->d->state_dirty = true;
 	reply_ok(q);
 }
 
@@ -435,12 +442,16 @@ static void cmd_reattach(struct request *q)
 		s->generation = q->d->generation;
 		s->created_us = now_real_us();
 		s->state = SESSION_OUTGOING;
-		s->next = q->d->sessions;
-		q->d->sessions = s;
+		if (session_link(q->d, s) < 0) {
+			free(s);
+			close(fd);
+			fail(q, PROTO_E_INTERNAL, "out of memory");
+			return;
+		}
 	}
 	s->fd = fd;
-	keeper_hold(q->d, s);
-	q->d->state_dirty = true;
+	session_hold(q->d, s);
+	state_journal_put(q->d, s);
 	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
 		   (int)q->c->pid, name, kname, session_state_name(s->state));
 	reply_ok(q);

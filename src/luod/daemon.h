@@ -29,7 +29,8 @@ enum session_state {
 };
 
 struct session {
-	struct session *next;
+	struct session *next, *prev; /* every session luod knows */
+	struct session *next_of_id; /* the sessions of the same client id */
 	char client[PROTO_ID_MAX + 1];
 	char name[PROTO_ID_MAX + 1];
 	char kernel_name[64];
@@ -37,6 +38,7 @@ struct session {
 	uint64_t generation;
 	uint64_t created_us;
 	enum session_state state;
+	bool in_fdstore; /* systemd's fd store holds a copy too */
 	int fd; /* luod's own copy; -1 while incoming, or detached: a restarted
 		  luod lost its copy and waits for the client to REATTACH */
 };
@@ -45,6 +47,13 @@ static inline bool session_detached(const struct session *s)
 {
 	return s->fd < 0 && s->state != SESSION_INCOMING;
 }
+
+/* ids.c: what luod knows under one client id */
+struct client_id {
+	char id[PROTO_ID_MAX + 1];
+	struct session *sessions; /* linked by next_of_id */
+	struct client *subscriber; /* the connection subscribed as this id */
+};
 
 struct client {
 	struct watch watch; /* first: the epoll handler finds the client by it */
@@ -95,15 +104,20 @@ struct daemon {
 	struct client *clients;
 	unsigned n_clients;
 	struct session *sessions;
+	void *ids; /* tsearch(3) tree of struct client_id */
 	uint64_t generation; /* live updates this machine has been through */
 	uint64_t next_serial;
 	bool quit;
-	bool state_dirty; /* the copy under state_dir is behind */
+	bool state_dirty; /* the copy under state_dir is behind its journal */
+	int journal_fd; /* state.json.journal: changes since state.json */
+	uint64_t journal_seq;
+	size_t journal_records, journal_limit;
 
 	enum update_phase phase;
 	uint64_t update_id;
 	uint64_t deadline_us;
 	unsigned waiting; /* subscribers not ready yet */
+	char progress_ready[PROTO_ID_MAX + 1]; /* last READY not yet told */
 	struct json_object *timeline; /* the update in progress */
 	struct json_object
 		*last_timeline; /* the update that brought this boot up */
@@ -112,6 +126,7 @@ struct daemon {
 /* main.c */
 int daemon_watch(struct daemon *d, struct watch *w, uint32_t events);
 int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events);
+int daemon_open_device(struct daemon *d);
 
 /* client.c */
 void client_accept(struct daemon *d, struct watch *w, uint32_t events);
@@ -123,13 +138,23 @@ void clients_reap(struct daemon *d);
 /* commands.c */
 void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m);
 
+/* ids.c */
+struct client_id *client_id_find(struct daemon *d, const char *id);
+struct client_id *client_id_get(struct daemon *d, const char *id);
+void client_id_gc(struct daemon *d, struct client_id *ci);
+struct session *sessions_of(struct daemon *d, const char *id);
+void client_ids_free(struct daemon *d);
+
 /* sessions.c */
+int session_link(struct daemon *d, struct session *s);
+void session_hold(struct daemon *d, struct session *s);
 struct session *session_find(struct daemon *d, const char *client,
 			     const char *name);
 int session_create(struct daemon *d, const char *client, const char *name,
 		   uid_t uid, struct session **out);
 int session_claim(struct daemon *d, struct session *s);
 void session_forget(struct daemon *d, struct session *s);
+void sessions_free(struct daemon *d);
 void session_release(struct daemon *d, struct session *s, const char *why);
 void grace_arm(struct daemon *d);
 uint64_t grace_deadline_us(struct daemon *d);
@@ -147,6 +172,7 @@ void update_client_gone(struct daemon *d, struct client *c);
 void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void update_timer(struct daemon *d, struct watch *w, uint32_t events);
+void update_progress_flush(struct daemon *d);
 void update_prepare_client(struct daemon *d, struct client *c);
 void timeline_add(struct daemon *d, const char *event, const char *client,
 		  const char *name);
@@ -155,13 +181,29 @@ const char *phase_name(enum update_phase p);
 /* state.c: luod's manifest across kexec and restarts */
 int state_load(struct daemon *d);
 int state_save_run(struct daemon *d);
-int state_preserve(struct daemon *d, int *state_session_fd);
+char *state_kexec_manifest(struct daemon *d);
+int state_preserve(struct daemon *d, const char *text, int *state_session_fd);
+void state_journal_put(struct daemon *d, const struct session *s);
+void state_journal_del(struct daemon *d, const struct session *s);
+void state_journal_event(struct daemon *d, struct json_object *event);
 
 /* keeper.c: luod-keeper holds a copy of every session fd luod holds */
 void keeper_start(struct daemon *d);
 void keeper_hold(struct daemon *d, struct session *s);
 void keeper_drop(struct daemon *d, struct session *s);
 void keeper_detach(void);
+
+/* fdstore.c: systemd's fd store, and reboot_mode = systemd */
+void fdstore_hold(struct daemon *d, struct session *s);
+void fdstore_drop(struct daemon *d, struct session *s);
+void fdstore_adopt(struct daemon *d);
+int fdstore_take_manifest(char *fdname, size_t len);
+void fdstore_forget_manifest(const char *fdname);
+int fdstore_store_manifest(struct daemon *d, const char *manifest_text,
+			   char *name, size_t namelen, char *err,
+			   size_t errlen);
+int fdstore_kexec(struct daemon *d, const char *manifest_name, char *err,
+		  size_t errlen);
 
 /* kexec.c */
 int kexec_load(const char *kernel, const char *initrd, const char *cmdline,

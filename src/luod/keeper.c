@@ -114,8 +114,7 @@ static void adopt(struct daemon *d)
 		for (s = d->sessions; s; s = s->next)
 			if (streq(s->kernel_name, kname))
 				break;
-		if (!s ||
-		    (!session_detached(s) && s->state != SESSION_INCOMING)) {
+		if (!s || s->fd >= 0) {
 			/* Not ours to serve (no record, or luod has it):
 			 * leave the keeper's copy alone and keep none. */
 			if (!s)
@@ -131,7 +130,8 @@ static void adopt(struct daemon *d)
 		if (s->state == SESSION_INCOMING)
 			s->state = SESSION_CLAIMED;
 		s->fd = fd;
-		d->state_dirty = true;
+		fdstore_hold(d, s);
+		state_journal_put(d, s);
 		log_notice(
 			"re-attached session %s/%s (%s, %s) from luod-keeper",
 			s->client, s->name, kname,

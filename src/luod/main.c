@@ -57,9 +57,6 @@ static void usage(FILE *f)
 
 static bool print_config;
 
-/* reboot_mode = systemd: see the check in main(). */
-#define REBOOT_SYSTEMD_WIRED 0
-
 /* An option checked by the same code, and in the same words, as its
  * luod.conf key. */
 static int set_option(struct config *cfg, const char *key, const char *opt,
@@ -246,7 +243,7 @@ int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events)
 								       0;
 }
 
-static int open_device(struct daemon *d)
+int daemon_open_device(struct daemon *d)
 {
 	int fd = luo_open_device(d->cfg.device_path);
 
@@ -430,8 +427,10 @@ static void run(struct daemon *d)
 
 			w->handler(d, w, evs[i].events);
 		}
+		update_progress_flush(d);
 		clients_reap(d);
-		/* One write per loop turn, however many sessions changed in it. */
+		/* Session changes went to the journal as they happened; the
+		 * whole copy is rewritten only when the journal asks for it. */
 		if (d->state_dirty && state_save_run(d) == 0)
 			d->state_dirty = false;
 	}
@@ -452,8 +451,9 @@ static void shutdown_daemon(struct daemon *d)
 			"(without it, only those their clients hold open would survive)",
 			out);
 	state_save_run(d);
-	while (d->sessions)
-		session_forget(d, d->sessions);
+	sessions_free(d);
+	client_ids_free(d);
+	safe_close(d->journal_fd);
 	if (d->timeline)
 		json_object_put(d->timeline);
 	if (d->last_timeline)
@@ -479,6 +479,7 @@ int main(int argc, char **argv)
 		},
 		.epoll_fd = -1,
 		.dev_fd = -1,
+		.journal_fd = -1,
 		.next_serial = 1,
 	};
 	const char *config = config_arg(argc, argv);
@@ -508,14 +509,6 @@ int main(int argc, char **argv)
 			"systemd >= 254 passes on). Start luod with systemctl, or set reboot_mode = direct");
 		return 1;
 	}
-	/* Remove once update.c hands the sessions to the fd store and runs
-	 * systemd_kexec(): until then the mode would silently act as direct. */
-	if (d.cfg.reboot_mode == REBOOT_SYSTEMD && !REBOOT_SYSTEMD_WIRED) {
-		log_error(
-			"reboot_mode = systemd is not wired into this luod's update path yet; "
-			"set reboot_mode = direct (see luod.conf(5))");
-		return 1;
-	}
 	log_info(
 		"luod %s starting: settings from %s, reboot_mode %s, timeout %u s, "
 		"grace_period %u s, log_level %s",
@@ -531,7 +524,7 @@ int main(int argc, char **argv)
 	d.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (d.epoll_fd < 0)
 		return log_errno(-errno, "epoll_create1"), 1;
-	if (open_device(&d) < 0)
+	if (daemon_open_device(&d) < 0)
 		return 1;
 	if (mkdir(d.cfg.state_dir, 0755) < 0 && errno != EEXIST)
 		return log_errno(-errno, "cannot create state directory %s",
@@ -539,6 +532,7 @@ int main(int argc, char **argv)
 		       1;
 	if (state_load(&d) < 0)
 		return 1;
+	fdstore_adopt(&d);
 	keeper_start(&d);
 	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
 		return 1;

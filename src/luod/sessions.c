@@ -23,8 +23,8 @@ const char *session_state_name(enum session_state st)
 struct session *session_find(struct daemon *d, const char *client,
 			     const char *name)
 {
-	for (struct session *s = d->sessions; s; s = s->next)
-		if (streq(s->client, client) && streq(s->name, name))
+	for (struct session *s = sessions_of(d, client); s; s = s->next_of_id)
+		if (streq(s->name, name))
 			return s;
 	return NULL;
 }
@@ -78,12 +78,15 @@ int session_create(struct daemon *d, const char *client, const char *name,
 	s->created_us = now_real_us();
 	s->state = SESSION_OUTGOING;
 	s->fd = fd;
-	s->next = d->sessions;
-	d->sessions = s;
-	keeper_hold(d, s);
+	if (session_link(d, s) < 0) {
+		close(fd); /* the kernel drops the new, empty session */
+		free(s);
+		return -ENOMEM;
+	}
+	session_hold(d, s);
+	state_journal_put(d, s);
 	log_info("session %s/%s created for uid %u as %s", client, name,
 		 (unsigned)uid, s->kernel_name);
-	d->state_dirty = true;
 	*out = s;
 	return 0;
 }
@@ -95,7 +98,9 @@ int session_claim(struct daemon *d, struct session *s)
 
 	if (s->state != SESSION_INCOMING)
 		return 0;
-	fd = luo_retrieve_session(d->dev_fd, s->kernel_name);
+	/* systemd retrieved it already if it carried it across the kexec. */
+	fd = s->fd >= 0 ? s->fd :
+			  luo_retrieve_session(d->dev_fd, s->kernel_name);
 	if (fd < 0)
 		return log_errno(
 			fd,
@@ -105,33 +110,85 @@ int session_claim(struct daemon *d, struct session *s)
 	s->state = SESSION_CLAIMED;
 	/* From the kernel's retrieve to here is the only moment a crash of
 	 * luod can still finish the session; the keeper holds it from now. */
-	keeper_hold(d, s);
+	session_hold(d, s);
 	if (getenv("LUOD_TEST_CRASH_AFTER_RETRIEVE"))
 		abort(); /* tests: die in the middle of a CLAIM */
+	state_journal_put(d, s);
 	timeline_add(d, "claim", s->client, s->name);
-	d->state_dirty = true;
 	return 0;
 }
 
-void session_forget(struct daemon *d, struct session *s)
+/* Every fd luod holds has a copy with each custodian, which outlive luod. */
+void session_hold(struct daemon *d, struct session *s)
 {
-	for (struct session **pp = &d->sessions; *pp; pp = &(*pp)->next) {
+	keeper_hold(d, s);
+	fdstore_hold(d, s);
+}
+
+/* File a new session under its client id and in the list of all. */
+int session_link(struct daemon *d, struct session *s)
+{
+	struct client_id *ci = client_id_get(d, s->client);
+
+	if (!ci)
+		return -ENOMEM;
+	s->next_of_id = ci->sessions;
+	ci->sessions = s;
+	s->prev = NULL;
+	s->next = d->sessions;
+	if (s->next)
+		s->next->prev = s;
+	d->sessions = s;
+	return 0;
+}
+
+static void session_unlink(struct daemon *d, struct session *s)
+{
+	struct client_id *ci = client_id_find(d, s->client);
+
+	for (struct session **pp = ci ? &ci->sessions : NULL; pp && *pp;
+	     pp = &(*pp)->next_of_id) {
 		if (*pp == s) {
-			*pp = s->next;
+			*pp = s->next_of_id;
 			break;
 		}
 	}
-	if (s->fd >= 0)
-		keeper_drop(d, s);
+	client_id_gc(d, ci);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		d->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
 	safe_close(s->fd);
 	free(s);
+}
+
+/* luod lets go of the session for good: the keeper and the saved state
+ * forget it too. */
+void session_forget(struct daemon *d, struct session *s)
+{
+	if (s->fd >= 0)
+		keeper_drop(d, s);
+	fdstore_drop(d, s);
+	state_journal_del(d, s);
+	session_unlink(d, s);
+}
+
+/* luod exits: its memory goes, the keeper and the saved state keep all. */
+void sessions_free(struct daemon *d)
+{
+	while (d->sessions)
+		session_unlink(d, d->sessions);
 }
 
 /* Let go of a session; an incoming one is retrieved and finished first,
  * which is what frees its pinned memory. */
 void session_release(struct daemon *d, struct session *s, const char *why)
 {
-	if (s->state == SESSION_INCOMING) {
+	if (s->state == SESSION_INCOMING && s->fd >= 0) {
+		luo_finish(s->fd); /* retrieved by systemd for luod */
+	} else if (s->state == SESSION_INCOMING) {
 		int fd = luo_retrieve_session(d->dev_fd, s->kernel_name);
 
 		if (fd >= 0) {
@@ -147,7 +204,6 @@ void session_release(struct daemon *d, struct session *s, const char *why)
 		   session_detached(s) ? ", detached" : "", (unsigned)s->uid,
 		   why);
 	session_forget(d, s);
-	d->state_dirty = true;
 }
 
 /* When the sessions that came across the last kexec arrived: luod_up. */

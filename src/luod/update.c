@@ -44,6 +44,8 @@ void timeline_add(struct daemon *d, const char *event, const char *client,
 	if (name)
 		json_object_object_add(e, "name", json_object_new_string(name));
 	json_object_array_add(*tl, e);
+	if (tl == &d->last_timeline) /* the copy under state_dir keeps it */
+		state_journal_event(d, e);
 }
 
 static void progress(struct daemon *d, const char *phase, const char *client,
@@ -73,6 +75,19 @@ static void progress(struct daemon *d, const char *phase, const char *client,
 				json_object_new_int((int)d->waiting));
 		client_send(d, c, e, NULL, 0);
 	}
+}
+
+/*
+ * READYs handled in one loop turn make one PROGRESS "ready" with the last
+ * of them: with 1000 clients, one event per READY cost luod more than the
+ * READYs themselves and flooded luoctl.
+ */
+void update_progress_flush(struct daemon *d)
+{
+	if (!d->progress_ready[0])
+		return;
+	progress(d, "ready", d->progress_ready, NULL);
+	d->progress_ready[0] = 0;
 }
 
 static void arm_timer(struct daemon *d, uint64_t us)
@@ -160,8 +175,8 @@ static struct session *default_session(struct daemon *d, struct client *c,
 	struct session *s;
 
 	*created = false;
-	for (s = d->sessions; s; s = s->next)
-		if (streq(s->client, c->id) && s->state == SESSION_OUTGOING)
+	for (s = sessions_of(d, c->id); s; s = s->next_of_id)
+		if (s->state == SESSION_OUTGOING)
 			return s;
 	if (session_create(d, c->id, "default", c->uid, &s) < 0)
 		return NULL;
@@ -254,34 +269,58 @@ void update_prepare_client(struct daemon *d, struct client *c)
 static void reboot_now(struct daemon *d)
 {
 	_cleanup_close_ int state_fd = -1;
+	_cleanup_free_ char *text = NULL;
+	bool via_systemd = d->cfg.reboot_mode == REBOOT_SYSTEMD;
+	char stored[FDNAME_MAX + 1], err[512];
 	int r;
 
 	d->phase = PHASE_REBOOTING;
 	arm_timer(d, 0);
 	timeline_add(d, "reboot", NULL, NULL);
-	r = state_preserve(d, &state_fd);
+	text = state_kexec_manifest(d);
+	if (!text)
+		r = -ENOMEM;
+	else if (via_systemd)
+		r = fdstore_store_manifest(d, text, stored, sizeof(stored), err,
+					   sizeof(err));
+	else
+		r = state_preserve(d, text, &state_fd);
 	if (r < 0) {
-		update_abort(
-			d, PROTO_E_KERNEL,
-			"cannot preserve luod's manifest (%s); nothing was rebooted",
-			strerror(-r));
+		if (!via_systemd || !text)
+			snprintf(err, sizeof(err),
+				 "cannot preserve luod's manifest (%s)",
+				 strerror(-r));
+		update_abort(d, PROTO_E_KERNEL, "%s; nothing was rebooted",
+			     err);
 		return;
 	}
-	log_notice(
-		"update %" PRIu64
-		": all clients ready; %u sessions go across; calling reboot(KEXEC)",
-		d->update_id, sessions_count(d, SESSION_OUTGOING));
+	log_notice("update %" PRIu64
+		   ": all clients ready; %u sessions go across; %s",
+		   d->update_id, sessions_count(d, SESSION_OUTGOING),
+		   via_systemd ? "handing them to systemd for systemctl kexec" :
+				 "calling reboot(KEXEC)");
 	notify_status("update %" PRIu64 ": rebooting", d->update_id);
 	/* Sent before the reply so luoctl can tell a connection cut by the
 	 * kexec from a luod that died. */
+	update_progress_flush(d);
 	progress(d, "reboot", NULL, NULL);
 	finish_requester(d, NULL, NULL);
 	sync();
 	if (d->cfg.no_reboot) {
-		log_notice("--no-reboot: stopping before the reboot syscall");
+		log_notice("--no-reboot: stopping before %s",
+			   via_systemd ? "systemctl kexec" :
+					 "the reboot syscall");
 		d->quit = true;
 		/* The state session must outlive us for a test to inspect it. */
 		take_fd(&state_fd);
+		return;
+	}
+	if (via_systemd) {
+		/* systemd now stops every service, luod included, and
+		 * systemd-shutdown does the kexec. */
+		if (fdstore_kexec(d, stored, err, sizeof(err)) == 0)
+			return;
+		update_abort(d, PROTO_E_KERNEL, "%s", err);
 		return;
 	}
 	r = kexec_reboot();
@@ -343,13 +382,14 @@ void update_client_ready(struct daemon *d, struct client *c)
 	timeline_add(d, "ready", c->id, NULL);
 	log_info("update %" PRIu64 ": client %s ready, %u to go", d->update_id,
 		 c->id, d->waiting);
-	progress(d, "ready", c->id, NULL);
+	snprintf(d->progress_ready, sizeof(d->progress_ready), "%s", c->id);
 	check_barrier(d);
 }
 
 void update_client_not_ready(struct daemon *d, struct client *c,
 			     const char *reason)
 {
+	update_progress_flush(d);
 	progress(d, "not_ready", c->id, reason);
 	update_abort(d, PROTO_E_ABORTED, "client %s is not ready: %s", c->id,
 		     reason);

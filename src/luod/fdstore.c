@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The service manager's file-descriptor store, when luod runs under systemd
+ * with one: a second custodian beside luod-keeper. Every session fd luod
+ * holds is stored under "luod-session.KERNEL_NAME", so systemd hands them
+ * back when luod restarts; with reboot_mode = systemd, systemd (>= 261,
+ * FileDescriptorStorePreserve=yes) also carries them and luod's manifest
+ * across `systemctl kexec`, as luod hands them over here.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/mman.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "luo.h"
+#include "notify.h"
+
+/* The manifest's name carries the boot it was written in, so a luod that
+ * died between storing it and the kexec does not take it for an update. */
+static int manifest_fdname(const char *boot_id, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s.%s", FDNAME_MANIFEST, boot_id);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int read_boot_id(char out[64])
+{
+	_cleanup_close_ int fd =
+		open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, 63);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	return 0;
+}
+
+void fdstore_hold(struct daemon *d, struct session *s)
+{
+	char name[FDNAME_MAX + 1];
+	int r;
+
+	if (!notify_fdstore_enabled() || s->fd < 0)
+		return;
+	r = notify_session_fdname(s->kernel_name, name, sizeof(name));
+	if (r >= 0)
+		r = notify_fdstore_push(name, s->fd);
+	s->in_fdstore = r > 0;
+	if (r < 0)
+		log_errno(
+			r,
+			"cannot put session %s/%s (%s) into systemd's fd store; luod-keeper still holds it. "
+			"With reboot_mode = systemd an update will be refused until it is stored",
+			s->client, s->name, s->kernel_name);
+}
+
+void fdstore_drop(struct daemon *d, struct session *s)
+{
+	char name[FDNAME_MAX + 1];
+
+	if (!s->in_fdstore ||
+	    notify_session_fdname(s->kernel_name, name, sizeof(name)) < 0)
+		return;
+	if (notify_fdstore_remove(name) < 0)
+		log_warning(
+			"cannot remove %s from systemd's fd store; it stays there until luod.service stops",
+			name);
+	s->in_fdstore = false;
+}
+
+/* Sessions handed back by systemd: after a restart of luod, or those it
+ * retrieved for luod across systemctl kexec (still incoming for clients). */
+void fdstore_adopt(struct daemon *d)
+{
+	char fdname[FDNAME_MAX + 1], kname[LIVEUPDATE_SESSION_NAME_LENGTH];
+	int fd;
+
+	while ((fd = listen_fds_take_prefix(FDNAME_SESSION_PREFIX, fdname,
+					    sizeof(fdname))) >= 0) {
+		struct session *s = NULL;
+
+		if (luo_get_name(fd, kname) < 0) {
+			log_warning(
+				"fd %s from systemd's fd store is not a LUO session; removing it from the store",
+				fdname);
+			notify_fdstore_remove(fdname);
+			close(fd);
+			continue;
+		}
+		for (s = d->sessions; s; s = s->next)
+			if (streq(s->kernel_name, kname))
+				break;
+		if (!s || s->fd >= 0) {
+			if (!s)
+				log_warning(
+					"systemd's fd store holds session %s, which luod's manifest does not know; "
+					"it stays in the store until luod.service stops",
+					kname);
+			close(fd);
+			continue;
+		}
+		s->fd = fd;
+		s->in_fdstore = true;
+		/* An incoming session the keeper held would read, to the next
+		 * luod, as one luod died in the middle of claiming. */
+		if (s->state != SESSION_INCOMING)
+			keeper_hold(d, s);
+		log_notice("session %s/%s (%s, %s) handed back by systemd",
+			   s->client, s->name, kname,
+			   session_state_name(s->state));
+	}
+}
+
+/*
+ * The manifest systemd carried across systemctl kexec: a memfd, or -ENOENT.
+ * One stored in this same boot is stale (luod died before the kexec) and is
+ * dropped from the store.
+ */
+int fdstore_take_manifest(char *fdname, size_t len)
+{
+	char boot_id[64], own[FDNAME_MAX + 1];
+	int fd;
+
+	fd = listen_fds_take_prefix(FDNAME_MANIFEST ".", fdname, len);
+	if (fd < 0)
+		return fd;
+	if (read_boot_id(boot_id) == 0 &&
+	    manifest_fdname(boot_id, own, sizeof(own)) == 0 &&
+	    streq(own, fdname)) {
+		log_warning(
+			"systemd's fd store holds a manifest from this same boot: the last luod stopped after "
+			"storing it, before systemctl kexec. Dropping it; the copy in the state directory is used");
+		notify_fdstore_remove(fdname);
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
+}
+
+void fdstore_forget_manifest(const char *fdname)
+{
+	if (notify_fdstore_remove(fdname) < 0)
+		log_warning("cannot remove %s from systemd's fd store", fdname);
+}
+
+/*
+ * reboot_mode = systemd, first step: the manifest goes into the store
+ * under a name that fdstore_kexec() needs. Refused while an outgoing
+ * session is missing from the store, as systemctl kexec would lose it.
+ */
+int fdstore_store_manifest(struct daemon *d, const char *manifest_text,
+			   char *name, size_t namelen, char *err, size_t errlen)
+{
+	_cleanup_close_ int mfd = -1;
+	char boot_id[64];
+	int r;
+
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->state == SESSION_OUTGOING && !s->in_fdstore) {
+			snprintf(
+				err, errlen,
+				"session %s/%s (%s) is not in systemd's fd store, so systemctl kexec would lose it. "
+				"Raise FileDescriptorStoreMax= in luod.service, or set reboot_mode = direct",
+				s->client, s->name, s->kernel_name);
+			return -ENOSPC;
+		}
+	r = read_boot_id(boot_id);
+	if (r == 0)
+		r = manifest_fdname(boot_id, name, namelen);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot read this boot's id: %s",
+			 strerror(-r));
+		return r;
+	}
+	mfd = memfd_create("luod-manifest", MFD_CLOEXEC);
+	r = mfd < 0 ? -errno :
+		      write_all(mfd, manifest_text, strlen(manifest_text));
+	if (r < 0) {
+		snprintf(err, errlen, "cannot write the manifest memfd: %s",
+			 strerror(-r));
+		return r;
+	}
+	r = notify_fdstore_push(name, mfd);
+	if (r <= 0) {
+		snprintf(
+			err, errlen,
+			"cannot put luod's manifest into systemd's fd store: %s",
+			r < 0 ? strerror(-r) : "$NOTIFY_SOCKET is not set");
+		return r < 0 ? r : -ENOTCONN;
+	}
+	return 0;
+}
+
+/*
+ * Second step: systemd-shutdown carries the stored fds across the kexec
+ * and needs /dev/liveupdate for that, so luod lets go of the device and
+ * asks systemd for the kexec. On failure the manifest leaves the store and
+ * luod takes the device back.
+ */
+int fdstore_kexec(struct daemon *d, const char *manifest_name, char *err,
+		  size_t errlen)
+{
+	int r;
+
+	d->dev_fd = safe_close(d->dev_fd);
+	r = systemd_kexec();
+	if (r == 0)
+		return 0;
+	snprintf(
+		err, errlen,
+		"systemctl --no-block kexec failed (see luod's log); nothing was rebooted");
+	fdstore_forget_manifest(manifest_name);
+	if (daemon_open_device(d) < 0)
+		log_error(
+			"cannot open %s again after the failed systemctl kexec: luod can neither create nor "
+			"claim sessions until it is restarted (the sessions themselves are held)",
+			d->cfg.device_path);
+	return r;
+}
