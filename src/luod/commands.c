@@ -413,13 +413,16 @@ static void cmd_reattach(struct request *q)
 		reply_ok(q); /* luod has it already: nothing to do */
 		return;
 	}
-	for (struct session *o = q->d->sessions; !s && o; o = o->next)
-		if (streq(o->kernel_name, kname)) {
+	if (!s) {
+		struct session *o = session_by_kernel_name(q->d, kname);
+
+		if (o) {
 			fail(q, PROTO_E_PERMISSION,
 			     "%s is luod's session %s/%s, not %s/%s", kname,
 			     o->client, o->name, q->id, name);
 			return;
 		}
+	}
 	fd = fcntl(q->m->fds[0], F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) {
 		fail(q, PROTO_E_INTERNAL,

@@ -160,6 +160,7 @@ void grace_arm(struct daemon *d);
 uint64_t grace_deadline_us(struct daemon *d);
 void grace_expired(struct daemon *d, struct watch *w, uint32_t events);
 const char *session_state_name(enum session_state st);
+struct session *session_by_kernel_name(struct daemon *d, const char *kname);
 unsigned sessions_count(struct daemon *d, enum session_state st);
 
 /* update.c */

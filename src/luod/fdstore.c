@@ -93,9 +93,7 @@ void fdstore_adopt(struct daemon *d)
 			close(fd);
 			continue;
 		}
-		for (s = d->sessions; s; s = s->next)
-			if (streq(s->kernel_name, kname))
-				break;
+		s = session_by_kernel_name(d, kname);
 		if (!s || s->fd >= 0) {
 			if (!s)
 				log_warning(

@@ -111,9 +111,7 @@ static void adopt(struct daemon *d)
 			close(fd);
 			continue;
 		}
-		for (s = d->sessions; s; s = s->next)
-			if (streq(s->kernel_name, kname))
-				break;
+		s = session_by_kernel_name(d, kname);
 		if (!s || s->fd >= 0) {
 			/* Not ours to serve (no record, or luod has it):
 			 * leave the keeper's copy alone and keep none. */

@@ -29,6 +29,15 @@ struct session *session_find(struct daemon *d, const char *client,
 	return NULL;
 }
 
+/* Kernel names are unique; only restarts and REATTACH look one up. */
+struct session *session_by_kernel_name(struct daemon *d, const char *kname)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (streq(s->kernel_name, kname))
+			return s;
+	return NULL;
+}
+
 unsigned sessions_count(struct daemon *d, enum session_state st)
 {
 	unsigned n = 0;

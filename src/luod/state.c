@@ -204,29 +204,40 @@ static int load_journal(struct daemon *d, struct manifest *m)
 	return 0;
 }
 
-static int load_run_copy(struct daemon *d)
+/* The copy under state_dir: -ENOENT when there is none, -EBADMSG with the
+ * reason logged when it is damaged. */
+static int read_run_copy(struct daemon *d, const char *path, struct manifest *m)
 {
-	_cleanup_free_ char *path = run_path(d, ""), *text = NULL;
+	_cleanup_free_ char *text = NULL;
 	_cleanup_close_ int fd = -1;
-	struct manifest m;
 	char err[256];
 	size_t len;
 	int r;
 
-	if (!path)
-		return -ENOMEM;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	r = read_all_fd(fd, MANIFEST_MAX_BYTES, &text, &len);
 	if (r < 0)
 		return log_errno(r, "cannot read %s", path);
-	r = manifest_decode(text, len, &m, err, sizeof(err));
-	if (r < 0) {
+	r = manifest_decode(text, len, m, err, sizeof(err));
+	if (r < 0)
 		log_error("%s is damaged (%s); luod starts without it", path,
 			  err);
+	return r;
+}
+
+static int load_run_copy(struct daemon *d)
+{
+	_cleanup_free_ char *path = run_path(d, "");
+	struct manifest m;
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	r = read_run_copy(d, path, &m);
+	if (r < 0)
 		return r;
-	}
 	r = load_journal(d, &m);
 	if (r < 0) {
 		manifest_clear(&m);
@@ -245,23 +256,16 @@ static int load_run_copy(struct daemon *d)
 	return r;
 }
 
-/* The generation of the copy under state_dir, or -ENOENT. */
+/* The generation of the copy under state_dir, or -errno. */
 static int run_copy_generation(struct daemon *d, uint64_t *generation)
 {
-	_cleanup_free_ char *path = run_path(d, ""), *text = NULL;
-	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *path = run_path(d, "");
 	struct manifest m;
-	size_t len;
 	int r;
 
 	if (!path)
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = read_all_fd(fd, MANIFEST_MAX_BYTES, &text, &len);
-	if (r == 0)
-		r = manifest_decode(text, len, &m, NULL, 0);
+	r = read_run_copy(d, path, &m);
 	if (r < 0)
 		return r;
 	*generation = m.generation;

@@ -61,6 +61,7 @@
 #include <termios.h>
 
 #include "luo.h"
+#include "console.h"
 #include "util.h"
 
 #define STORE_MAX 4096
@@ -502,21 +503,6 @@ static int open_device(void)
 		}
 		usleep(50 * 1000);
 	}
-}
-
-/* A kexec drops console output the UART has not sent yet. */
-static void drain_console(void)
-{
-	_cleanup_close_ int fd =
-		open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
-
-	fflush(NULL);
-	if (isatty(STDOUT_FILENO))
-		tcdrain(STDOUT_FILENO);
-	if (isatty(STDERR_FILENO))
-		tcdrain(STDERR_FILENO);
-	if (fd >= 0)
-		tcdrain(fd);
 }
 
 /* systemd-shutdown's part. Returns only on failure. */

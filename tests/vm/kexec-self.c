@@ -11,6 +11,7 @@
 #include <termios.h>
 
 #include "cmdline.h"
+#include "console.h"
 #include "util.h"
 
 #define DEFAULT_KERNEL "/boot/bzImage"
@@ -50,25 +51,6 @@ static const char *load_hint(int err)
 	default:
 		return "see dmesg";
 	}
-}
-
-/*
- * Console output sits in the tty's transmit buffer until the UART sends it,
- * and a kexec drops whatever is still there: wait for it, or the last lines
- * of a scenario never reach the serial log.
- */
-static void drain_console(void)
-{
-	_cleanup_close_ int fd =
-		open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
-
-	fflush(NULL);
-	if (isatty(STDOUT_FILENO))
-		tcdrain(STDOUT_FILENO);
-	if (isatty(STDERR_FILENO))
-		tcdrain(STDERR_FILENO);
-	if (fd >= 0)
-		tcdrain(fd);
 }
 
 static int build_cmdline(long boot, const char *append, char **ret)
