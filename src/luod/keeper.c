@@ -7,9 +7,9 @@
 #include <libgen.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -53,19 +53,40 @@ static int keeper_connect_once(struct daemon *d)
 	return fd;
 }
 
-/* luod-keeper sits beside luod (build tree, tests), or in libexec. */
+/*
+ * luod-keeper sits beside luod (build tree, tests), or in libexec. luod
+ * makes its listening socket and hands it over as fd 3, so that luod can
+ * connect at once instead of polling until the keeper has started.
+ */
 static int spawn_keeper(struct daemon *d)
 {
 	char self[4096], path[4200], sock[200];
 	struct sockaddr_un sa;
-	char *argv[] = { "luod-keeper", sock, NULL };
+	char *argv[] = { "luod-keeper", sock, "3", NULL };
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	posix_spawn_file_actions_t fa;
+	_cleanup_close_ int lfd = -1;
+	mode_t mask;
 	pid_t pid;
 	int r = keeper_path(d, &sa);
 
 	if (r < 0)
 		return r;
 	snprintf(sock, sizeof(sock), "%s", sa.sun_path);
+	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return -errno;
+	unlink(sa.sun_path);
+	/* Whoever connects gets every session fd (DUMP): the socket is
+	 * root's alone from its creation, not after a chmod. */
+	mask = umask(0177);
+	r = bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(mask);
+	if (r == 0 && listen(lfd, 4) < 0)
+		r = -errno;
+	if (r < 0)
+		return log_errno(r, "cannot listen on %s for luod-keeper",
+				 sa.sun_path);
 	path[0] = '\0';
 	if (n > 0) {
 		self[n] = '\0';
@@ -73,9 +94,18 @@ static int spawn_keeper(struct daemon *d)
 	}
 	if (!path[0] || access(path, X_OK) < 0)
 		snprintf(path, sizeof(path), "%s", LUOD_KEEPER_PATH);
-	r = posix_spawn(&pid, path, NULL, NULL, argv, environ);
-	if (r)
+	r = posix_spawn_file_actions_init(&fa);
+	if (r == 0) {
+		/* dup2 clears close-on-exec on fd 3 in the child. */
+		r = posix_spawn_file_actions_adddup2(&fa, lfd, 3);
+		if (r == 0)
+			r = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+		posix_spawn_file_actions_destroy(&fa);
+	}
+	if (r) {
+		unlink(sa.sun_path);
 		return -r;
+	}
 	log_info(
 		"started luod-keeper (pid %d) to hold session fds across luod restarts",
 		(int)pid);
@@ -141,14 +171,8 @@ void keeper_start(struct daemon *d)
 {
 	int fd = keeper_connect_once(d);
 
-	if (fd < 0 && spawn_keeper(d) == 0) {
-		for (int i = 0; i < 50 && fd < 0; i++) {
-			struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
-
-			nanosleep(&ts, NULL);
-			fd = keeper_connect_once(d);
-		}
-	}
+	if (fd < 0 && spawn_keeper(d) == 0)
+		fd = keeper_connect_once(d);
 	if (fd < 0) {
 		log_warning(
 			"luod-keeper is not available (%s): a crash of luod would close the sessions that only "

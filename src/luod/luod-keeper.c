@@ -13,6 +13,7 @@
  *   "DUMP"             answered by "FD NAME" + fd for each, then "END"
  * It exits once it has held nothing, with no luod connected, for 10 s.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -93,9 +94,9 @@ int main(int argc, char **argv)
 	int lfd, conn = -1;
 
 	log_setup("luod-keeper", LOG_INFO);
-	if (argc != 2 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
+	if (argc != 3 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
 		fprintf(stderr,
-			"usage: luod-keeper SOCKET (started by luod, not by hand)\n");
+			"usage: luod-keeper SOCKET LISTEN_FD (started by luod, not by hand)\n");
 		return 2;
 	}
 	held = calloc(MAX_HELD, sizeof(*held));
@@ -107,11 +108,11 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	strcpy(sa.sun_path, argv[1]);
-	lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	unlink(sa.sun_path);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(sa.sun_path, 0600) < 0 || listen(lfd, 4) < 0) {
-		log_errno(-errno, "cannot listen on %s", sa.sun_path);
+	/* luod bound SOCKET and passed it as LISTEN_FD: it can connect
+	 * before this process has even started. */
+	lfd = atoi(argv[2]);
+	if (lfd < 3 || fcntl(lfd, F_SETFD, FD_CLOEXEC) < 0) {
+		log_error("LISTEN_FD %s is not an open fd", argv[2]);
 		return 1;
 	}
 	for (;;) {
