@@ -352,8 +352,9 @@ void listen_fds_close_rest(void)
 	for (size_t i = 0; i < n_passed; i++) {
 		if (passed[i] >= 0) {
 			log_warning(
-				"closing fd %d named '%s' from the service manager: luod does not know it. "
-				"If it is a session luod stored, its record is gone; the session ends now",
+				"closing fd %d named '%s' from the service manager: luod does not know it "
+				"(the service manager keeps its own copy; FDSTOREREMOVE or a stop of luod.service "
+				"drops that)",
 				passed[i], passed_name(i));
 			passed[i] = safe_close(passed[i]);
 		}
