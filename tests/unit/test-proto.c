@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "fdmsg.h"
 #include "proto.h"
 #include "util.h"
 
@@ -65,27 +66,8 @@ static size_t count_open_fds(void)
 static void send_raw(int sock, const char *data, size_t len, const int *fds,
 		     size_t n_fds)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-	} control;
-	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	assert_true(n_fds <= 8);
-	if (n_fds > 0) {
-		struct cmsghdr *c;
-
-		memset(&control, 0, sizeof(control));
-		mh.msg_control = control.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-	}
-	assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
+	assert_int_equal(fdmsg_send(sock, data, len, fds, n_fds, 0),
+			 (ssize_t)len);
 }
 
 static void send_str(int sock, const char *s, const int *fds, size_t n_fds)
