@@ -7,7 +7,7 @@
  *   fdstore-holder [--size BYTES] [--state FILE]
  *
  * Started with no fd named "data" in LISTEN_FDS, it creates a memfd of
- * BYTES (default 64 MiB), writes every page with a fixed pattern, pushes
+ * BYTES (default 64 MiB), writes every page with a seeded pattern, pushes
  * it to the fd store as FDNAME=data, waits for systemd to have it (notify
  * barrier), and writes "stored SIZE SHA256" to FILE (default
  * /run/fdstore-holder.state). Started with it, it checks the fd is a memfd
@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -53,11 +54,17 @@ static _printf_(1, 2) void report(const char *fmt, ...)
 	fputc('\n', f);
 }
 
-/* Fills (or, with check, compares) the pattern; 0, or the first bad offset + 1. */
+/*
+ * Fills (or, with check, compares) the pattern; 0, or the first bad offset
+ * + 1. Word 0 is a random seed the rest derives from, so a memfd made
+ * afresh never has the digest of the one stored.
+ */
 static uint64_t pattern(uint64_t *p, uint64_t words, bool check)
 {
-	for (uint64_t i = 0; i < words; i++) {
-		uint64_t want = mix(i);
+	if (!check && getrandom(&p[0], sizeof(p[0]), 0) != sizeof(p[0]))
+		p[0] = now_real_us();
+	for (uint64_t i = 1; i < words; i++) {
+		uint64_t want = mix(p[0] ^ i);
 
 		if (!check)
 			p[i] = want;
