@@ -22,7 +22,7 @@
 #define ACCEPT_BATCH 64
 
 #define client_of(ptr, member) \
-	((struct client *)((char *)(ptr) - offsetof(struct client, member)))
+	((struct client *)((char *)(ptr)-offsetof(struct client, member)))
 
 static void client_io(struct daemon *d, struct watch *w, uint32_t events);
 static void limits_arm(struct daemon *d);
@@ -47,7 +47,7 @@ static bool peer_is_admin(struct daemon *d, int fd, uid_t uid)
 
 /* Best effort, before the close: the client learns why. */
 __attribute__((format(printf, 2, 3))) static void refuse(int fd,
-							  const char *fmt, ...)
+							 const char *fmt, ...)
 {
 	struct json_object *e;
 	const char *s;
@@ -525,9 +525,8 @@ static void limits_arm(struct daemon *d)
 	struct itimerspec its = { 0 };
 
 	if (d->cfg.idle_timeout_s)
-		t = idle_list_deadline(&d->idle,
-				       (uint64_t)d->cfg.idle_timeout_s *
-					       1000000ULL);
+		t = idle_list_deadline(
+			&d->idle, (uint64_t)d->cfg.idle_timeout_s * 1000000ULL);
 	for (struct idle_link *e = d->throttled.head.next;
 	     e != &d->throttled.head; e = e->next)
 		t = min_u64(t, e->since_us);
@@ -542,8 +541,8 @@ static void limits_arm(struct daemon *d)
 		t = 1;
 	its.it_value.tv_sec = (time_t)(t / 1000000ULL);
 	its.it_value.tv_nsec = (long)(t % 1000000ULL) * 1000;
-	if (timerfd_settime(d->limits_timer.fd, TFD_TIMER_ABSTIME, &its,
-			    NULL) < 0) {
+	if (timerfd_settime(d->limits_timer.fd, TFD_TIMER_ABSTIME, &its, NULL) <
+	    0) {
 		log_errno(-errno, "timerfd_settime");
 		return;
 	}

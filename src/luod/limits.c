@@ -65,9 +65,8 @@ void uid_table_free(struct uid_table *t)
 enum admit limits_admit(const struct admit_limits *l, unsigned n_clients,
 			unsigned n_uid, bool admin)
 {
-	unsigned shared = l->max_clients > l->reserved ?
-				  l->max_clients - l->reserved :
-				  0;
+	unsigned shared =
+		l->max_clients > l->reserved ? l->max_clients - l->reserved : 0;
 
 	if (n_clients >= l->max_clients)
 		return ADMIT_FULL;

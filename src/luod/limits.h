@@ -102,7 +102,8 @@ struct idle_link {
 };
 
 struct idle_list {
-	struct idle_link head; /* head.next: the oldest; empty: points at itself */
+	struct idle_link
+		head; /* head.next: the oldest; empty: points at itself */
 	unsigned n;
 };
 

@@ -320,11 +320,12 @@ static void test_conf_bounds(void **state)
 	assert_int_equal(cfg.grace_s, 2592000);
 
 	/* 0 turns each fair-share limit off; the top of each range. */
-	assert_int_equal(apply(&cfg,
-			       "[luod]\nmax_clients_per_uid=0\nreserved_clients=0\n"
-			       "idle_timeout=0\nrequest_rate=0\n",
-			       err, sizeof(err)),
-			 0);
+	assert_int_equal(
+		apply(&cfg,
+		      "[luod]\nmax_clients_per_uid=0\nreserved_clients=0\n"
+		      "idle_timeout=0\nrequest_rate=0\n",
+		      err, sizeof(err)),
+		0);
 	assert_int_equal(cfg.max_clients_per_uid, 0);
 	assert_int_equal(cfg.reserved_clients, 0);
 	assert_int_equal(cfg.idle_timeout_s, 0);

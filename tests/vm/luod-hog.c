@@ -32,9 +32,9 @@ static const char *sock_path;
 static int connect_luod(bool nonblock)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX,
-			SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0),
-			0);
+	int fd = socket(
+		AF_UNIX,
+		SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
 	if (fd < 0)
@@ -52,7 +52,8 @@ static void take_message(const char *buf, char *out, size_t len)
 {
 	struct json_object *o;
 	const char *nl = strchr(buf, '\n');
-	_cleanup_free_ char *line = strndup(buf, nl ? (size_t)(nl - buf) : strlen(buf));
+	_cleanup_free_ char *line =
+		strndup(buf, nl ? (size_t)(nl - buf) : strlen(buf));
 
 	if (!line || *out)
 		return;
@@ -98,7 +99,8 @@ static int hold(int n, unsigned seconds, bool reconnect)
 				opened += c[i].fd >= 0;
 				held += c[i].held;
 			}
-			p[i] = (struct pollfd){ .fd = c[i].fd, .events = POLLIN };
+			p[i] = (struct pollfd){ .fd = c[i].fd,
+						.events = POLLIN };
 			np++;
 		}
 		{
@@ -117,14 +119,17 @@ static int hold(int n, unsigned seconds, bool reconnect)
 			char buf[2048];
 			ssize_t r;
 
-			if (c[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (c[i].fd < 0 ||
+			    !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 			r = read(c[i].fd, buf, sizeof(buf) - 1);
 			if (r > 0) {
 				buf[r] = '\0';
-				take_message(buf, now - c[i].t_us < REFUSED_WITHIN_US ?
-							  refused_msg :
-							  drop_msg,
+				take_message(buf,
+					     now - c[i].t_us <
+							     REFUSED_WITHIN_US ?
+						     refused_msg :
+						     drop_msg,
 					     512);
 				continue;
 			}
@@ -150,14 +155,18 @@ static int hold(int n, unsigned seconds, bool reconnect)
 	o = json_object_new_object();
 	json_object_object_add(o, "opened", json_object_new_int((int)opened));
 	json_object_object_add(o, "served", json_object_new_int((int)peak));
-	json_object_object_add(o, "held_at_end", json_object_new_int((int)held));
+	json_object_object_add(o, "held_at_end",
+			       json_object_new_int((int)held));
 	json_object_object_add(o, "refused", json_object_new_int((int)refused));
 	json_object_object_add(o, "dropped", json_object_new_int((int)dropped));
-	json_object_object_add(o, "drop_ms_min",
-			       json_object_new_int64(dropped ? (int64_t)drop_min : -1));
-	json_object_object_add(o, "drop_ms_max",
-			       json_object_new_int64(dropped ? (int64_t)drop_max : -1));
-	json_object_object_add(o, "refused_msg", json_object_new_string(refused_msg));
+	json_object_object_add(
+		o, "drop_ms_min",
+		json_object_new_int64(dropped ? (int64_t)drop_min : -1));
+	json_object_object_add(
+		o, "drop_ms_max",
+		json_object_new_int64(dropped ? (int64_t)drop_max : -1));
+	json_object_object_add(o, "refused_msg",
+			       json_object_new_string(refused_msg));
 	json_object_object_add(o, "drop_msg", json_object_new_string(drop_msg));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
@@ -204,8 +213,9 @@ static int flood(unsigned seconds)
 	o = json_object_new_object();
 	json_object_object_add(o, "replies", json_object_new_int((int)replies));
 	json_object_object_add(o, "errors", json_object_new_int((int)errors));
-	json_object_object_add(o, "per_s",
-			       json_object_new_int((int)(replies / (seconds ? seconds : 1))));
+	json_object_object_add(
+		o, "per_s",
+		json_object_new_int((int)(replies / (seconds ? seconds : 1))));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	proto_reader_free(&r);
@@ -226,6 +236,7 @@ int main(int argc, char **argv)
 			    argc > 4 && streq(argv[4], "--reconnect"));
 	if (argc == 3 && streq(argv[1], "flood"))
 		return flood((unsigned)atoi(argv[2]));
-	fprintf(stderr, "usage: luod-hog hold N SECONDS [--reconnect] | flood SECONDS\n");
+	fprintf(stderr,
+		"usage: luod-hog hold N SECONDS [--reconnect] | flood SECONDS\n");
 	return 2;
 }
