@@ -184,6 +184,10 @@ static int call_fds(struct luod_client *c, struct json_object *req,
 		json_object_object_add(req, "seq", seq);
 	}
 	r = proto_send(c->sock, req, fds, n_fds);
+	/* luod may have closed with a reason already (a connection limit):
+	 * read it rather than report a broken pipe. */
+	if (r == -EPIPE || r == -ECONNRESET)
+		r = 0;
 	while (r == 0) {
 		r = drain(c, seq, reply, &bad);
 		if (r < 0 || reply->obj)

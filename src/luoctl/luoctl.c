@@ -163,8 +163,11 @@ static bool is_our_reply(struct json_object *obj, struct json_object *seq)
 {
 	struct json_object *got;
 
+	/* No "reply": luod's word on the connection, such as a limit
+	 * reached, which answers whatever was asked. */
 	if (!json_object_object_get_ex(obj, "reply", NULL))
-		return false;
+		return json_object_object_get_ex(obj, "ok", NULL) &&
+		       !json_object_object_get_ex(obj, "event", NULL);
 	return !json_object_object_get_ex(obj, "seq", &got) ||
 	       json_object_equal(got, seq);
 }
@@ -178,6 +181,9 @@ static int transact(struct ctl *ctl, struct json_object *req,
 
 	json_object_object_add(req, "seq", seq);
 	r = proto_send(ctl->sock, req, NULL, 0);
+	/* luod may have closed with a reason already: read it. */
+	if (r == -EPIPE || r == -ECONNRESET)
+		r = 0;
 	while (r == 0) {
 		struct proto_msg m;
 

@@ -216,6 +216,19 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 	if (streq(key, "max_clients"))
 		return parse_uint(value, 1, CONF_MAX_CLIENTS_MAX, "",
 				  &cfg->max_clients, err, errlen);
+	if (streq(key, "max_clients_per_uid"))
+		return parse_uint(value, 0, CONF_MAX_CLIENTS_MAX, "",
+				  &cfg->max_clients_per_uid, err, errlen);
+	if (streq(key, "reserved_clients"))
+		return parse_uint(value, 0, CONF_MAX_CLIENTS_MAX, "",
+				  &cfg->reserved_clients, err, errlen);
+	if (streq(key, "idle_timeout"))
+		return parse_uint(value, 0, CONF_TIMEOUT_MAX, "seconds",
+				  &cfg->idle_timeout_s, err, errlen);
+	if (streq(key, "request_rate"))
+		return parse_uint(value, 0, CONF_REQUEST_RATE_MAX,
+				  "requests a second", &cfg->request_rate, err,
+				  errlen);
 	if (streq(key, "admin_group"))
 		return set_admin_group(cfg, value, err, errlen);
 	if (streq(key, "reboot_mode")) {
@@ -246,6 +259,7 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 	snprintf(
 		err, errlen,
 		"unknown key '%s' (luod knows socket_path, timeout, grace_period, max_clients, "
+		"max_clients_per_uid, reserved_clients, idle_timeout, request_rate, "
 		"admin_group, reboot_mode, log_level)",
 		key);
 	return -ENOENT;

@@ -22,6 +22,12 @@ enum reboot_mode {
 #define CONF_GRACE_MAX (30 * 86400)
 #define CONF_TIMEOUT_MAX 86400
 #define CONF_MAX_CLIENTS_MAX 65536
+#define CONF_MAX_CLIENTS_DEFAULT 256
+#define CONF_PER_UID_DEFAULT 64
+#define CONF_RESERVED_DEFAULT 16
+#define CONF_IDLE_TIMEOUT_DEFAULT 30
+#define CONF_REQUEST_RATE_DEFAULT 100
+#define CONF_REQUEST_RATE_MAX 100000
 
 /*
  * Called for each "key = value" line with the section it is in ("" before

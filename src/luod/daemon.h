@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "conf.h"
+#include "limits.h"
 #include "proto.h"
 
 struct daemon;
@@ -70,6 +71,13 @@ struct client {
 	bool told_rebooting; /* got KEXEC's "rebooting" reply; an abort now
 				still reaches it, as an ABORTED event */
 	bool dead;
+	bool throttled; /* out of requests for now: luod does not read it */
+	bool counted; /* in d->uids: root and the admin group are not */
+	struct idle_link idle; /* in d->idle while it has no client id */
+	struct idle_link throttle; /* in d->throttled while throttled; since_us:
+				      when it may ask again */
+	struct client *resume_next; /* limits_tick()'s list of clients to resume */
+	struct bucket bucket; /* its requests a second */
 	struct json_object *kexec_request;
 	struct proto_reader in;
 	struct proto_writer out;
@@ -87,6 +95,10 @@ struct config {
 	const char *state_dir;
 	unsigned timeout_s;
 	unsigned max_clients;
+	unsigned max_clients_per_uid; /* 0: no limit */
+	unsigned reserved_clients; /* of max_clients, for root and admin_group */
+	unsigned idle_timeout_s; /* for connections without a client id; 0: none */
+	unsigned request_rate; /* requests a second per connection; 0: no limit */
 	gid_t admin_gid;
 	bool have_admin_gid;
 	bool no_reboot; /* tests: stop right before the reboot syscall */
@@ -103,6 +115,13 @@ struct daemon {
 	struct watch listener, timer, signals, grace;
 	struct client *clients;
 	unsigned n_clients;
+	/* limits.h: the fair share of the socket */
+	struct watch limits_timer;
+	uint64_t limits_armed_us; /* 0: not armed */
+	struct uid_table uids; /* connections of each uid but root's and admins' */
+	struct idle_list idle, throttled;
+	struct burst_log log_full, log_reserved, log_uid, log_throttle,
+		log_idle;
 	struct session *sessions;
 	void *ids; /* tsearch(3) tree of struct client_id */
 	uint64_t generation; /* live updates this machine has been through */
@@ -134,6 +153,8 @@ void client_send(struct daemon *d, struct client *c, struct json_object *msg,
 		 const int *fds, size_t n_fds);
 void client_drop(struct daemon *d, struct client *c, const char *why);
 void clients_reap(struct daemon *d);
+int limits_init(struct daemon *d);
+void limits_tick(struct daemon *d, struct watch *w, uint32_t events);
 
 /* commands.c */
 void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m);

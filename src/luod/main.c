@@ -99,10 +99,15 @@ static void print_settings(const struct config *cfg)
 	       "socket_path = %s\n"
 	       "timeout = %u\n"
 	       "grace_period = %u\n"
-	       "max_clients = %u\n",
+	       "max_clients = %u\n"
+	       "max_clients_per_uid = %u\n"
+	       "reserved_clients = %u\n"
+	       "idle_timeout = %u\n"
+	       "request_rate = %u\n",
 	       LUOD_VERSION, cfg->config_path ? cfg->config_path : "defaults",
 	       cfg->socket_path, cfg->timeout_s, cfg->grace_s,
-	       cfg->max_clients);
+	       cfg->max_clients, cfg->max_clients_per_uid,
+	       cfg->reserved_clients, cfg->idle_timeout_s, cfg->request_rate);
 	if (g)
 		printf("admin_group = %s\n", g->gr_name);
 	else if (cfg->have_admin_gid)
@@ -473,7 +478,11 @@ int main(int argc, char **argv)
 			.device_path = LUO_DEVICE,
 			.state_dir = "/run/luod",
 			.timeout_s = 60,
-			.max_clients = 256,
+			.max_clients = CONF_MAX_CLIENTS_DEFAULT,
+			.max_clients_per_uid = CONF_PER_UID_DEFAULT,
+			.reserved_clients = CONF_RESERVED_DEFAULT,
+			.idle_timeout_s = CONF_IDLE_TIMEOUT_DEFAULT,
+			.request_rate = CONF_REQUEST_RATE_DEFAULT,
 			.grace_s = CONF_GRACE_DEFAULT,
 			.reboot_mode = REBOOT_DIRECT,
 			.log_level = LOG_INFO,
@@ -535,7 +544,8 @@ int main(int argc, char **argv)
 		return 1;
 	fdstore_adopt(&d);
 	keeper_start(&d);
-	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
+	if (limits_init(&d) < 0 || setup_signals_and_timer(&d) < 0 ||
+	    listen_socket(&d) < 0)
 		return 1;
 	grace_arm(&d);
 	listen_fds_close_rest();

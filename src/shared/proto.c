@@ -217,6 +217,11 @@ static size_t take_fds(struct proto_reader *r, uint64_t end, int *out,
 	return n;
 }
 
+bool proto_reader_has_line(const struct proto_reader *r)
+{
+	return r->len && memchr(r->buf, '\n', r->len);
+}
+
 int proto_reader_next(struct proto_reader *r, struct proto_msg *out)
 {
 	struct json_tokener *tok;

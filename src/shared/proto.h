@@ -68,6 +68,9 @@ int proto_reader_fill(struct proto_reader *r, int sock);
  * consumed, with their fds closed: reply and go on).
  */
 int proto_reader_next(struct proto_reader *r, struct proto_msg *out);
+/* Whether a complete line is buffered: luod takes a request's share of its
+ * rate limit before it reads the line. */
+bool proto_reader_has_line(const struct proto_reader *r);
 /* Fds received but not yet tied to a complete line. */
 size_t proto_reader_pending_fds(const struct proto_reader *r);
 

@@ -128,7 +128,11 @@ static struct config defaults(void)
 	return (struct config){
 		.socket_path = "/run/luod/liveupdate.sock",
 		.timeout_s = 60,
-		.max_clients = 256,
+		.max_clients = CONF_MAX_CLIENTS_DEFAULT,
+		.max_clients_per_uid = CONF_PER_UID_DEFAULT,
+		.reserved_clients = CONF_RESERVED_DEFAULT,
+		.idle_timeout_s = CONF_IDLE_TIMEOUT_DEFAULT,
+		.request_rate = CONF_REQUEST_RATE_DEFAULT,
 		.grace_s = CONF_GRACE_DEFAULT,
 		.reboot_mode = REBOOT_DIRECT,
 		.log_level = LOG_INFO,
@@ -153,6 +157,10 @@ static void test_conf_all_keys(void **state)
 			       "timeout = 120\n"
 			       "grace_period = 0\n"
 			       "max_clients = 1000\n"
+			       "max_clients_per_uid = 8\n"
+			       "reserved_clients = 32\n"
+			       "idle_timeout = 5\n"
+			       "request_rate = 250\n"
 			       "admin_group = root\n"
 			       "reboot_mode = systemd\n"
 			       "log_level = debug\n",
@@ -162,6 +170,10 @@ static void test_conf_all_keys(void **state)
 	assert_int_equal(cfg.timeout_s, 120);
 	assert_int_equal(cfg.grace_s, 0);
 	assert_int_equal(cfg.max_clients, 1000);
+	assert_int_equal(cfg.max_clients_per_uid, 8);
+	assert_int_equal(cfg.reserved_clients, 32);
+	assert_int_equal(cfg.idle_timeout_s, 5);
+	assert_int_equal(cfg.request_rate, 250);
 	assert_true(cfg.have_admin_gid);
 	assert_int_equal(cfg.admin_gid, 0);
 	assert_int_equal(cfg.reboot_mode, REBOOT_SYSTEMD);
@@ -189,6 +201,10 @@ static void test_conf_empty_keeps_defaults(void **state)
 	assert_string_equal(cfg.socket_path, want.socket_path);
 	assert_int_equal(cfg.timeout_s, want.timeout_s);
 	assert_int_equal(cfg.max_clients, want.max_clients);
+	assert_int_equal(cfg.max_clients_per_uid, want.max_clients_per_uid);
+	assert_int_equal(cfg.reserved_clients, want.reserved_clients);
+	assert_int_equal(cfg.idle_timeout_s, want.idle_timeout_s);
+	assert_int_equal(cfg.request_rate, want.request_rate);
 	assert_int_equal(cfg.grace_s, want.grace_s);
 	assert_int_equal(cfg.reboot_mode, want.reboot_mode);
 	assert_int_equal(cfg.log_level, want.log_level);
@@ -234,6 +250,20 @@ static void test_conf_refuses(void **state)
 		{ "max_clients = 0", -EINVAL,
 		  "max_clients: '0' is not a whole number from 1 to 65536" },
 		{ "max_clients = 65537", -EINVAL, "from 1 to 65536" },
+		{ "max_clients_per_uid = 65537", -EINVAL,
+		  "max_clients_per_uid: '65537' is not a whole number from 0 to 65536" },
+		{ "max_clients_per_uid = -1", -EINVAL, "'-1'" },
+		{ "reserved_clients = 65537", -EINVAL,
+		  "reserved_clients: '65537' is not a whole number from 0 to 65536" },
+		{ "reserved_clients = some", -EINVAL, "'some'" },
+		{ "idle_timeout = 86401", -EINVAL,
+		  "idle_timeout: '86401' is not a whole number of seconds from 0 to 86400" },
+		{ "idle_timeout = 30s", -EINVAL, "'30s'" },
+		{ "request_rate = 100001", -EINVAL,
+		  "request_rate: '100001' is not a whole number of requests a second from 0 to 100000" },
+		{ "request_rate = 1.5", -EINVAL, "'1.5'" },
+		{ "idle-timeout = 5", -ENOENT,
+		  "max_clients_per_uid, reserved_clients, idle_timeout, request_rate" },
 		{ "socket_path = run/luod.sock", -EINVAL,
 		  "socket_path: 'run/luod.sock' is not an absolute path" },
 		{ "socket_path = /run/luod/"
@@ -288,6 +318,28 @@ static void test_conf_bounds(void **state)
 	assert_int_equal(cfg.timeout_s, 7);
 	assert_int_equal(cfg.max_clients, 65536);
 	assert_int_equal(cfg.grace_s, 2592000);
+
+	/* 0 turns each fair-share limit off; the top of each range. */
+	assert_int_equal(
+		apply(&cfg,
+		      "[luod]\nmax_clients_per_uid=0\nreserved_clients=0\n"
+		      "idle_timeout=0\nrequest_rate=0\n",
+		      err, sizeof(err)),
+		0);
+	assert_int_equal(cfg.max_clients_per_uid, 0);
+	assert_int_equal(cfg.reserved_clients, 0);
+	assert_int_equal(cfg.idle_timeout_s, 0);
+	assert_int_equal(cfg.request_rate, 0);
+	assert_int_equal(apply(&cfg,
+			       "[luod]\nmax_clients_per_uid=65536\n"
+			       "reserved_clients=65536\nidle_timeout=86400\n"
+			       "request_rate=100000\n",
+			       err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg.max_clients_per_uid, 65536);
+	assert_int_equal(cfg.reserved_clients, 65536);
+	assert_int_equal(cfg.idle_timeout_s, 86400);
+	assert_int_equal(cfg.request_rate, 100000);
 }
 
 /* The command line goes through conf_set too: same checks, same words. */
