@@ -213,7 +213,8 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		case OPT_VERSION:
-			printf("luod %s\n", LUOD_VERSION);
+			printf("luod %s%s\n", LUOD_VERSION,
+			       LUOD_TEST_HOOKS ? " (built with test hooks)" : "");
 			exit(0);
 		default:
 			usage(stderr);
