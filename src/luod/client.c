@@ -107,6 +107,10 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 		return;
 	c->dead = true;
 	n_dropped++;
+	/* READY, then gone: what it preserved is complete, and the next
+	 * update (should this one be aborted) must not wait for it. */
+	if (c->ready && c->id[0])
+		sessions_left_by(d, c->id);
 	if (c->subscribed) {
 		struct client_id *ci = client_id_find(d, c->id);
 

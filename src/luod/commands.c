@@ -92,6 +92,8 @@ static struct json_object *session_json(struct session *s, bool full)
 	if (session_detached(s))
 		json_object_object_add(o, "detached",
 				       json_object_new_boolean(1));
+	if (s->left && s->state == SESSION_OUTGOING)
+		json_object_object_add(o, "left", json_object_new_boolean(1));
 	if (full) {
 		json_object_object_add(o, "uid", json_object_new_int64(s->uid));
 		json_object_object_add(o, "created_us",
@@ -150,6 +152,12 @@ static void cmd_subscribe(struct request *q)
 		     "the machine is rebooting into the new kernel");
 		return;
 	}
+	if (q->c->subscribed) {
+		/* Counted in the barrier once, however often it asks. */
+		if (q->c->hello)
+			reply_ok(q);
+		return;
+	}
 	ci = client_id_get(q->d, q->id);
 	if (!ci) {
 		fail(q, PROTO_E_INTERNAL, "out of memory");
@@ -161,11 +169,64 @@ static void cmd_subscribe(struct request *q)
 		 (unsigned)q->c->uid);
 	if (q->c->hello)
 		reply_ok(q);
-	if (q->d->phase == PHASE_PREPARING) {
-		/* Late subscribers join the barrier of the update in progress. */
-		q->d->waiting++;
-		update_prepare_client(q->d, q->c);
+	/* Late subscribers join the barrier of the update in progress. */
+	update_client_subscribed(q->d, q->c);
+}
+
+/* The owner no longer needs to be asked: the session is complete. */
+static void set_left(struct daemon *d, struct session *s, bool left)
+{
+	if (s->left == left || s->state != SESSION_OUTGOING)
+		return;
+	s->left = left;
+	state_journal_put(d, s);
+}
+
+void sessions_left_by(struct daemon *d, const char *id)
+{
+	for (struct session *s = sessions_of(d, id); s; s = s->next_of_id)
+		set_left(d, s, true);
+}
+
+/*
+ * A client that leaves its sessions behind, complete (preserved, nothing
+ * more to write), says so: updates then go on without it. It also ends the
+ * connection's subscription, and counts as its READY if one is waited for.
+ */
+static void cmd_leave(struct request *q)
+{
+	struct daemon *d = q->d;
+	struct client *c = q->c;
+	struct client_id *ci;
+	unsigned n = 0;
+	bool was_waiting;
+
+	if (!need_id(q) || !id_owned_by_caller(q))
+		return;
+	if (d->phase == PHASE_REBOOTING) {
+		fail(q, PROTO_E_BUSY,
+		     "the machine is rebooting into the new kernel");
+		return;
 	}
+	for (struct session *s = sessions_of(d, q->id); s; s = s->next_of_id)
+		n += s->state == SESSION_OUTGOING;
+	sessions_left_by(d, q->id);
+	log_info("client %s (pid %d) left its %u outgoing sessions: updates no longer wait for it",
+		 q->id, (int)c->pid, n);
+	reply_ok(q);
+	was_waiting = d->phase == PHASE_PREPARING && c->subscribed && !c->ready;
+	ci = client_id_find(d, q->id);
+	if (c->subscribed) {
+		c->subscribed = false;
+		if (ci && ci->subscriber == c)
+			ci->subscriber = NULL;
+	}
+	if (was_waiting) {
+		update_client_ready(d, c); /* its sessions are complete */
+	} else {
+		update_client_left(d, c);
+	}
+	client_id_gc(d, client_id_find(d, q->id));
 }
 
 static void cmd_create_session(struct request *q)
@@ -289,6 +350,8 @@ static void cmd_claim(struct request *q)
 			     s->client, s->name, s->kernel_name, strerror(-e));
 			return;
 		}
+		/* A restarted client takes its session back, to write more. */
+		set_left(q->d, s, false);
 		fds[n++] = s->fd;
 		json_object_array_add(arr, session_json(s, false));
 		log_info("client %s (pid %d) claimed session %s (%s)", q->id,
@@ -453,6 +516,7 @@ static void cmd_reattach(struct request *q)
 		}
 	}
 	s->fd = fd;
+	s->left = false; /* its holder is back */
 	session_hold(q->d, s);
 	state_journal_put(q->d, s);
 	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
@@ -490,6 +554,13 @@ static struct json_object *last_update_json(struct daemon *d)
 		json_object_object_add(o, "blackout_us",
 				       json_object_new_uint64(up - reboot));
 	return o;
+}
+
+static void add_awaited_status(struct daemon *d, struct client_id *ci,
+			       void *data)
+{
+	if (ci->awaited)
+		json_object_array_add(data, json_object_new_string(ci->id));
 }
 
 static void cmd_status(struct request *q)
@@ -552,7 +623,11 @@ static void cmd_status(struct request *q)
 			if (!c->dead && c->subscribed && !c->ready)
 				json_object_array_add(
 					w, json_object_new_string(c->id));
+		client_ids_foreach(d, add_awaited_status, w);
 		json_object_object_add(u, "waiting_for", w);
+		w = json_object_new_array();
+		client_ids_foreach(d, add_awaited_status, w);
+		json_object_object_add(u, "not_connected", w);
 		json_object_object_add(r, "update", u);
 	} else {
 		json_object_object_add(r, "update", NULL);
@@ -695,7 +770,7 @@ static void cmd_kexec(struct request *q)
 		return;
 	}
 	q->c->kexec_request = json_object_get(q->m->obj);
-	update_start(d, q->c, (unsigned)timeout);
+	update_start(d, q->c, (unsigned)timeout, force);
 }
 
 static void cmd_abort(struct request *q)
@@ -724,6 +799,7 @@ static const struct command {
 	{ "FINISHED", cmd_finished, false, true },
 	{ "RELEASE", cmd_release, false, false },
 	{ "REATTACH", cmd_reattach, false, true },
+	{ "LEAVE", cmd_leave, false, true },
 	{ "STATUS", cmd_status, false, false },
 	{ "LIST", cmd_list, false, false },
 	{ "LOAD", cmd_load, true, false },

@@ -363,6 +363,10 @@ static void on_signal(struct daemon *d, struct watch *w, uint32_t events)
 
 	if (read(w->fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGCHLD) {
+		keeper_reap(d);
+		return;
+	}
 	log_notice("received %s, shutting down", strsignal((int)si.ssi_signo));
 	d->quit = true;
 }
@@ -374,6 +378,7 @@ static int setup_signals_and_timer(struct daemon *d)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGCHLD); /* luod-keeper, when luod started it */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d->signals.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -538,6 +543,7 @@ int main(int argc, char **argv)
 	keeper_start(&d);
 	if (setup_signals_and_timer(&d) < 0 || listen_socket(&d) < 0)
 		return 1;
+	keeper_reap(&d); /* a keeper that died before SIGCHLD was watched */
 	grace_arm(&d);
 	listen_fds_close_rest();
 
