@@ -79,25 +79,20 @@ static struct json_object *session_json(struct session *s, bool full)
 	struct json_object *o = json_object_new_object();
 
 	if (full)
-		json_object_object_add(o, "client",
-				       json_object_new_string(s->client));
-	json_object_object_add(o, "name", json_object_new_string(s->name));
-	json_object_object_add(
-		o, "state",
-		json_object_new_string(session_state_name(s->state)));
-	json_object_object_add(o, "generation",
-			       json_object_new_uint64(s->generation));
-	json_object_object_add(o, "kernel_name",
-			       json_object_new_string(s->kernel_name));
+		proto_add(&o, "client", json_object_new_string(s->client));
+	proto_add(&o, "name", json_object_new_string(s->name));
+	proto_add(&o, "state",
+		  json_object_new_string(session_state_name(s->state)));
+	proto_add(&o, "generation", json_object_new_uint64(s->generation));
+	proto_add(&o, "kernel_name", json_object_new_string(s->kernel_name));
 	if (session_detached(s))
-		json_object_object_add(o, "detached",
-				       json_object_new_boolean(1));
+		proto_add(&o, "detached", json_object_new_boolean(1));
 	if (s->left && s->state == SESSION_OUTGOING)
-		json_object_object_add(o, "left", json_object_new_boolean(1));
+		proto_add(&o, "left", json_object_new_boolean(1));
 	if (full) {
-		json_object_object_add(o, "uid", json_object_new_int64(s->uid));
-		json_object_object_add(o, "created_us",
-				       json_object_new_uint64(s->created_us));
+		proto_add(&o, "uid", json_object_new_int64(s->uid));
+		proto_add(&o, "created_us",
+			  json_object_new_uint64(s->created_us));
 	}
 	return o;
 }
@@ -120,15 +115,11 @@ static void cmd_hello(struct request *q)
 	}
 	q->c->hello = true;
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "version",
-			       json_object_new_int(PROTO_VERSION));
-	json_object_object_add(r, "server",
-			       json_object_new_string("luod " LUOD_VERSION));
-	json_object_object_add(r, "generation",
-			       json_object_new_uint64(q->d->generation));
-	json_object_object_add(r, "uid", json_object_new_int64(q->c->uid));
-	json_object_object_add(r, "admin",
-			       json_object_new_boolean(q->c->admin));
+	proto_add(&r, "version", json_object_new_int(PROTO_VERSION));
+	proto_add(&r, "server", json_object_new_string("luod " LUOD_VERSION));
+	proto_add(&r, "generation", json_object_new_uint64(q->d->generation));
+	proto_add(&r, "uid", json_object_new_int64(q->c->uid));
+	proto_add(&r, "admin", json_object_new_boolean(q->c->admin));
 	reply(q, r, NULL, 0);
 }
 
@@ -211,8 +202,9 @@ static void cmd_leave(struct request *q)
 	for (struct session *s = sessions_of(d, q->id); s; s = s->next_of_id)
 		n += s->state == SESSION_OUTGOING;
 	sessions_left_by(d, q->id);
-	log_info("client %s (pid %d) left its %u outgoing sessions: updates no longer wait for it",
-		 q->id, (int)c->pid, n);
+	log_info(
+		"client %s (pid %d) left its %u outgoing sessions: updates no longer wait for it",
+		q->id, (int)c->pid, n);
 	reply_ok(q);
 	was_waiting = d->phase == PHASE_PREPARING && c->subscribed && !c->ready;
 	ci = client_id_find(d, q->id);
@@ -264,7 +256,7 @@ static void cmd_create_session(struct request *q)
 		return;
 	}
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "session", session_json(s, false));
+	proto_add(&r, "session", session_json(s, false));
 	reply(q, r, &s->fd, 1);
 }
 
@@ -353,12 +345,12 @@ static void cmd_claim(struct request *q)
 		/* A restarted client takes its session back, to write more. */
 		set_left(q->d, s, false);
 		fds[n++] = s->fd;
-		json_object_array_add(arr, session_json(s, false));
+		proto_append(&arr, session_json(s, false));
 		log_info("client %s (pid %d) claimed session %s (%s)", q->id,
 			 (int)q->c->pid, s->name, session_state_name(s->state));
 	}
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "sessions", arr);
+	proto_add(&r, "sessions", arr);
 	reply(q, r, fds, n);
 	if (q->c->hello)
 		return;
@@ -533,10 +525,8 @@ static struct json_object *last_update_json(struct daemon *d)
 	if (!d->last_timeline)
 		return NULL;
 	o = json_object_new_object();
-	json_object_object_add(o, "generation",
-			       json_object_new_uint64(d->generation));
-	json_object_object_add(o, "timeline",
-			       json_object_get(d->last_timeline));
+	proto_add(&o, "generation", json_object_new_uint64(d->generation));
+	proto_add(&o, "timeline", json_object_get(d->last_timeline));
 	for (size_t i = 0; i < json_object_array_length(d->last_timeline);
 	     i++) {
 		struct json_object *e =
@@ -551,8 +541,8 @@ static struct json_object *last_update_json(struct daemon *d)
 			up = (uint64_t)v;
 	}
 	if (reboot && up >= reboot)
-		json_object_object_add(o, "blackout_us",
-				       json_object_new_uint64(up - reboot));
+		proto_add(&o, "blackout_us",
+			  json_object_new_uint64(up - reboot));
 	return o;
 }
 
@@ -560,7 +550,7 @@ static void add_awaited_status(struct daemon *d, struct client_id *ci,
 			       void *data)
 {
 	if (ci->awaited)
-		json_object_array_add(data, json_object_new_string(ci->id));
+		json_array_add_id(data, ci->id);
 }
 
 static void cmd_status(struct request *q)
@@ -571,12 +561,9 @@ static void cmd_status(struct request *q)
 	struct json_object *counts = json_object_new_object(), *lu;
 	unsigned subscribed = 0;
 
-	json_object_object_add(r, "phase",
-			       json_object_new_string(phase_name(d->phase)));
-	json_object_object_add(r, "generation",
-			       json_object_new_uint64(d->generation));
-	json_object_object_add(r, "kernel_loaded",
-			       json_object_new_boolean(kexec_loaded()));
+	proto_add(&r, "phase", json_object_new_string(phase_name(d->phase)));
+	proto_add(&r, "generation", json_object_new_uint64(d->generation));
+	proto_add(&r, "kernel_loaded", json_object_new_boolean(kexec_loaded()));
 	for (struct client *c = d->clients; c; c = c->next) {
 		struct json_object *co;
 
@@ -584,56 +571,49 @@ static void cmd_status(struct request *q)
 			continue;
 		subscribed += c->subscribed;
 		co = json_object_new_object();
-		json_object_object_add(co, "id", json_object_new_string(c->id));
-		json_object_object_add(co, "pid", json_object_new_int(c->pid));
-		json_object_object_add(co, "uid",
-				       json_object_new_int64(c->uid));
-		json_object_object_add(co, "subscribed",
-				       json_object_new_boolean(c->subscribed));
-		json_object_object_add(co, "ready",
-				       json_object_new_boolean(c->ready));
-		json_object_array_add(clients, co);
+		proto_add(&co, "id", json_object_new_string(c->id));
+		proto_add(&co, "pid", json_object_new_int(c->pid));
+		proto_add(&co, "uid", json_object_new_int64(c->uid));
+		proto_add(&co, "subscribed",
+			  json_object_new_boolean(c->subscribed));
+		proto_add(&co, "ready", json_object_new_boolean(c->ready));
+		proto_append(&clients, co);
 	}
-	json_object_object_add(r, "clients", clients);
-	json_object_object_add(r, "subscribed",
-			       json_object_new_int((int)subscribed));
+	proto_add(&r, "clients", clients);
+	proto_add(&r, "subscribed", json_object_new_int((int)subscribed));
 	for (int st = SESSION_OUTGOING; st <= SESSION_CLAIMED; st++)
-		json_object_object_add(counts, session_state_name(st),
-				       json_object_new_int((int)sessions_count(
-					       d, (enum session_state)st)));
-	json_object_object_add(r, "sessions", counts);
+		proto_add(&counts, session_state_name(st),
+			  json_object_new_int((int)sessions_count(
+				  d, (enum session_state)st)));
+	proto_add(&r, "sessions", counts);
 	if (sessions_count(d, SESSION_INCOMING) && d->cfg.grace_s)
-		json_object_object_add(
-			r, "unclaimed_release_at_us",
-			json_object_new_uint64(grace_deadline_us(d)));
+		proto_add(&r, "unclaimed_release_at_us",
+			  json_object_new_uint64(grace_deadline_us(d)));
 	if (d->phase == PHASE_PREPARING) {
 		struct json_object *u = json_object_new_object(),
 				   *w = json_object_new_array();
 		uint64_t now = now_mono_us();
 
-		json_object_object_add(u, "id",
-				       json_object_new_uint64(d->update_id));
-		json_object_object_add(
-			u, "ms_left",
-			json_object_new_uint64(d->deadline_us > now ?
-						       (d->deadline_us - now) /
-							       1000 :
-						       0));
+		proto_add(&u, "id", json_object_new_uint64(d->update_id));
+		proto_add(&u, "ms_left",
+			  json_object_new_uint64(
+				  d->deadline_us > now ?
+					  (d->deadline_us - now) / 1000 :
+					  0));
 		for (struct client *c = d->clients; c; c = c->next)
 			if (!c->dead && c->subscribed && !c->ready)
-				json_object_array_add(
-					w, json_object_new_string(c->id));
+				proto_append(&w, json_object_new_string(c->id));
 		client_ids_foreach(d, add_awaited_status, w);
-		json_object_object_add(u, "waiting_for", w);
+		proto_add(&u, "waiting_for", w);
 		w = json_object_new_array();
 		client_ids_foreach(d, add_awaited_status, w);
-		json_object_object_add(u, "not_connected", w);
-		json_object_object_add(r, "update", u);
+		proto_add(&u, "not_connected", w);
+		proto_add(&r, "update", u);
 	} else {
-		json_object_object_add(r, "update", NULL);
+		proto_add_nullable(&r, "update", NULL);
 	}
 	lu = last_update_json(d);
-	json_object_object_add(r, "last_update", lu);
+	proto_add_nullable(&r, "last_update", lu);
 	reply(q, r, NULL, 0);
 }
 
@@ -644,8 +624,8 @@ static void cmd_list(struct request *q)
 
 	for (struct session *s = q->d->sessions; s; s = s->next)
 		if (q->c->admin || s->uid == q->c->uid)
-			json_object_array_add(arr, session_json(s, true));
-	json_object_object_add(r, "sessions", arr);
+			proto_append(&arr, session_json(s, true));
+	proto_add(&r, "sessions", arr);
 	reply(q, r, NULL, 0);
 }
 

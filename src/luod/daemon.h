@@ -179,6 +179,7 @@ void update_start(struct daemon *d, struct client *requester,
 void update_client_subscribed(struct daemon *d, struct client *c);
 void update_client_left(struct daemon *d, struct client *c);
 bool session_holds_update(const struct session *s);
+void json_array_add_id(struct json_object *arr, const char *id);
 void update_client_ready(struct daemon *d, struct client *c);
 void update_client_not_ready(struct daemon *d, struct client *c,
 			     const char *reason);

@@ -35,15 +35,21 @@ void timeline_add(struct daemon *d, const char *event, const char *client,
 
 	if (!*tl)
 		*tl = json_object_new_array();
-	json_object_object_add(e, "event", json_object_new_string(event));
-	json_object_object_add(e, "t_us",
-			       json_object_new_uint64(now_real_us()));
+	proto_add(&e, "event", json_object_new_string(event));
+	proto_add(&e, "t_us", json_object_new_uint64(now_real_us()));
 	if (client)
-		json_object_object_add(e, "client",
-				       json_object_new_string(client));
+		proto_add(&e, "client", json_object_new_string(client));
 	if (name)
-		json_object_object_add(e, "name", json_object_new_string(name));
-	json_object_array_add(*tl, e);
+		proto_add(&e, "name", json_object_new_string(name));
+	/* The timeline is kept whatever happens to one event. */
+	if (!e || !*tl || json_object_array_add(*tl, e) < 0) {
+		log_warning(
+			"out of memory: the %s event is missing from the update's timeline",
+			event);
+		if (e)
+			json_object_put(e);
+		return;
+	}
 	if (tl == &d->last_timeline) /* the copy under state_dir keeps it */
 		state_journal_event(d, e);
 }
@@ -59,24 +65,19 @@ static void progress(struct daemon *d, const char *phase, const char *client,
 		if (c->dead || !c->waits_kexec)
 			continue;
 		e = proto_event("PROGRESS");
-		json_object_object_add(e, "phase",
-				       json_object_new_string(phase));
+		proto_add(&e, "phase", json_object_new_string(phase));
 		if (client)
-			json_object_object_add(e, "client",
-					       json_object_new_string(client));
+			proto_add(&e, "client", json_object_new_string(client));
 		if (reason)
-			json_object_object_add(e, "reason",
-					       json_object_new_string(reason));
+			proto_add(&e, "reason", json_object_new_string(reason));
 		if (streq(phase, "prepare")) {
-			json_object_object_add(
-				e, "clients",
-				json_object_new_int((int)d->waiting));
-			json_object_object_add(e, "absent", absent_json(d));
+			proto_add(&e, "clients",
+				  json_object_new_int((int)d->waiting));
+			proto_add(&e, "absent", absent_json(d));
 		}
 		if (streq(phase, "ready"))
-			json_object_object_add(
-				e, "remaining",
-				json_object_new_int((int)d->waiting));
+			proto_add(&e, "remaining",
+				  json_object_new_int((int)d->waiting));
 		client_send(d, c, e, NULL, 0);
 	}
 }
@@ -119,8 +120,7 @@ static void finish_requester(struct daemon *d, const char *code,
 			struct json_object *r =
 				proto_reply_ok("KEXEC", c->kexec_request);
 
-			json_object_object_add(r, "rebooting",
-					       json_object_new_boolean(1));
+			proto_add(&r, "rebooting", json_object_new_boolean(1));
 			client_send(d, c, r, NULL, 0);
 			c->told_rebooting = true;
 		}
@@ -147,6 +147,15 @@ static bool connected(const struct client_id *ci)
 	return ci->subscriber && !ci->subscriber->dead;
 }
 
+/* Into an array others hold: a failure loses this entry only. */
+void json_array_add_id(struct json_object *arr, const char *id)
+{
+	struct json_object *v = json_object_new_string(id);
+
+	if (v && json_object_array_add(arr, v) < 0)
+		json_object_put(v);
+}
+
 static void unawait(struct daemon *d, struct client_id *ci, void *data)
 {
 	ci->awaited = false;
@@ -157,7 +166,7 @@ static void add_awaited(struct daemon *d, struct client_id *ci, void *data)
 	struct json_object *arr = data;
 
 	if (ci->awaited)
-		json_object_array_add(arr, json_object_new_string(ci->id));
+		json_array_add_id(arr, ci->id);
 }
 
 /* The owners the update waits for that are not connected. */
@@ -233,10 +242,8 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 		if (c->dead || (!c->subscribed && !told))
 			continue;
 		e = proto_event("ABORTED");
-		json_object_object_add(e, "update",
-				       json_object_new_uint64(d->update_id));
-		json_object_object_add(e, "reason",
-				       json_object_new_string(reason));
+		proto_add(&e, "update", json_object_new_uint64(d->update_id));
+		proto_add(&e, "reason", json_object_new_string(reason));
 		client_send(d, c, e, NULL, 0);
 	}
 	finish_requester(d, code, reason);
@@ -273,14 +280,24 @@ static struct json_object *names_by_client(struct daemon *d)
 {
 	struct json_object *map = json_object_new_object(), *names;
 
+	/* NULL when out of memory: PREPARE then looks each client up. */
 	for (struct session *s = d->sessions; map && s; s = s->next) {
+		struct json_object *v;
+
 		if (s->state != SESSION_OUTGOING)
 			continue;
 		if (!json_object_object_get_ex(map, s->client, &names)) {
 			names = json_object_new_array();
-			json_object_object_add(map, s->client, names);
+			if (!proto_add(&map, s->client, names))
+				break;
 		}
-		json_object_array_add(names, json_object_new_string(s->name));
+		v = json_object_new_string(s->name);
+		if (!v || json_object_array_add(names, v) < 0) {
+			if (v)
+				json_object_put(v);
+			json_object_put(map);
+			map = NULL;
+		}
 	}
 	return map;
 }
@@ -289,6 +306,7 @@ void update_prepare_client(struct daemon *d, struct client *c)
 {
 	struct json_object *e, *names;
 	struct session *s;
+	size_t n_names;
 	uint64_t now;
 	bool created;
 
@@ -302,23 +320,20 @@ void update_prepare_client(struct daemon *d, struct client *c)
 			return;
 		}
 		e = proto_event("START_PRESERVATION");
-		json_object_object_add(e, "update",
-				       json_object_new_uint64(d->update_id));
+		proto_add(&e, "update", json_object_new_uint64(d->update_id));
 		client_send(d, c, e, &s->fd, 1);
 		return;
 	}
 
 	e = proto_event("PREPARE");
-	json_object_object_add(e, "update",
-			       json_object_new_uint64(d->update_id));
+	proto_add(&e, "update", json_object_new_uint64(d->update_id));
 	/* A late subscriber may come after the deadline, in the same loop
 	 * turn as the timer: 0 left, not an unsigned wrap to 584,000 years. */
 	now = now_mono_us();
-	json_object_object_add(
-		e, "timeout_ms",
-		json_object_new_uint64(d->deadline_us > now ?
-					       (d->deadline_us - now) / 1000 :
-					       0));
+	proto_add(&e, "timeout_ms",
+		  json_object_new_uint64(d->deadline_us > now ?
+						 (d->deadline_us - now) / 1000 :
+						 0));
 	if (fanout_names &&
 	    json_object_object_get_ex(fanout_names, c->id, &names)) {
 		json_object_get(names);
@@ -327,11 +342,12 @@ void update_prepare_client(struct daemon *d, struct client *c)
 		for (s = fanout_names ? NULL : d->sessions; s; s = s->next)
 			if (streq(s->client, c->id) &&
 			    s->state == SESSION_OUTGOING)
-				json_object_array_add(
-					names, json_object_new_string(s->name));
+				proto_append(&names,
+					     json_object_new_string(s->name));
 	}
-	json_object_object_add(e, "sessions", names);
-	if (json_object_array_length(names) == 0) {
+	n_names = names ? json_object_array_length(names) : 0;
+	proto_add(&e, "sessions", names);
+	if (n_names == 0) {
 		s = default_session(d, c, &created);
 		if (!s) {
 			json_object_put(e);
@@ -340,8 +356,7 @@ void update_prepare_client(struct daemon *d, struct client *c)
 				     c->id);
 			return;
 		}
-		json_object_object_add(e, "new_session",
-				       json_object_new_string(s->name));
+		proto_add(&e, "new_session", json_object_new_string(s->name));
 		client_send(d, c, e, &s->fd, 1);
 		return;
 	}

@@ -331,6 +331,70 @@ static void test_state_save_out_of_memory(void **state)
 	peer_close(c);
 }
 
+static size_t n_keys(struct json_object *o)
+{
+	size_t n = 0;
+
+	json_object_object_foreach(o, k, v)
+	{
+		(void)k;
+		if (json_object_is_type(v, json_type_object))
+			n += n_keys(v);
+		else if (json_object_is_type(v, json_type_array))
+			for (size_t i = 0; i < json_object_array_length(v); i++)
+				n += json_object_is_type(
+					     json_object_array_get_idx(v, i),
+					     json_type_object) ?
+					     n_keys(json_object_array_get_idx(v, i)) :
+					     1;
+		n++;
+	}
+	return n;
+}
+
+/* Out of memory while luod builds a reply: the reply is whole, or the
+ * connection is closed; never a reply with a field missing. */
+static void test_reply_out_of_memory(void **state)
+{
+	struct peer *a = subscriber("A"), *k = connect_peer(), *p;
+	struct json_object *want;
+	size_t want_keys;
+	unsigned long n, failed, dropped = 0;
+
+	if (!failalloc_available())
+		skip();
+	update_start(&d, k->c, 60, false);
+	say(k, "{\"cmd\":\"STATUS\",\"seq\":1}");
+	want = next_with(k, "reply", "STATUS");
+	want_keys = n_keys(want);
+	json_object_put(want);
+	for (n = 0;; n++) {
+		struct proto_msg m = { .obj = json_tokener_parse(
+					       "{\"cmd\":\"STATUS\",\"seq\":1}") };
+
+		p = connect_peer();
+		failalloc_at(n);
+		command_dispatch(&d, p->c, &m);
+		failed = failalloc_off();
+		proto_msg_clear(&m);
+		if (p->c->dead) {
+			dropped++;
+		} else {
+			struct json_object *got = next_with(p, "reply", "STATUS");
+
+			assert_int_equal(n_keys(got), want_keys);
+			json_object_put(got);
+		}
+		peer_close(p);
+		if (!failed)
+			break;
+	}
+	assert_true(n > 10);
+	assert_true(dropped > 0);
+	peer_close(a);
+	peer_close(k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -346,6 +410,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_state_save_out_of_memory,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reply_out_of_memory, setup,
+						teardown),
 	};
 
 	log_setup("test-daemon", LOG_CRIT);
