@@ -91,6 +91,10 @@ int luod_claim(struct luod_client *c, const char *name, struct luod_session **se
 void luod_sessions_free(struct luod_session *sessions, size_t n);
 int luod_finished(struct luod_client *c, const char *name);
 int luod_release(struct luod_client *c, const char *id, const char *name);
+/* The client's outgoing sessions are complete (preserved, nothing more to
+ * write) and it may exit: no update waits for it any more. Also ends the
+ * subscription. A later CLAIM of a session before the reboot undoes it. */
+int luod_leave(struct luod_client *c);
 
 /*
  * luod restarted (a call returned -ECONNRESET or -EPIPE): connect again,

@@ -664,6 +664,18 @@ int luod_ready(struct luod_client *c)
 	return simple_call(c, request(c, "READY", false));
 }
 
+int luod_leave(struct luod_client *c)
+{
+	int r;
+
+	if (!c)
+		return -EINVAL;
+	r = simple_call(c, request(c, "LEAVE", true));
+	if (r == 0)
+		c->subscribed = false;
+	return r;
+}
+
 int luod_not_ready(struct luod_client *c, const char *reason)
 {
 	struct json_object *req;

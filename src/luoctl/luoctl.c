@@ -424,12 +424,25 @@ static void on_progress(struct ctl *ctl, struct json_object *ev)
 	if (ctl->json)
 		return;
 	if (streq(phase, "prepare")) {
+		struct json_object *absent = NULL;
+		size_t n_absent = 0;
+
 		ctl->waiting = get_int(ev, "clients", 0);
+		if (json_object_object_get_ex(ev, "absent", &absent) &&
+		    json_object_is_type(absent, json_type_array))
+			n_absent = json_object_array_length(absent);
 		if (ctl->waiting == 0)
 			printf("prepare: no clients subscribed\n");
 		else
 			printf("prepare: waiting for %" PRId64 " client%s\n",
 			       ctl->waiting, ctl->waiting == 1 ? "" : "s");
+		for (size_t i = 0; i < n_absent; i++)
+			printf("waiting for %s: it owns sessions and is not connected (luod restarted, or it went "
+			       "away); the update goes on when it is back and ready\n",
+			       json_object_get_string(
+				       json_object_array_get_idx(absent, i)));
+	} else if (streq(phase, "subscribed")) {
+		printf("back: %s subscribed again\n", client ? client : "?");
 	} else if (streq(phase, "ready")) {
 		ctl->ready++;
 		if (proto_get_int64(ev, "remaining", &remaining))

@@ -703,17 +703,29 @@ static void release_session(void)
  * then a fresh session with the same memory for the next update (a
  * retrieved session takes no new files).
  */
-static int finish_incoming(const char *why)
-{
-	int r;
+static bool finish_pending; /* the kernel's FINISH is done; luod not told */
 
-	if (incoming_fd < 0)
+static bool connection_lost(int r)
+{
+	return r == -ECONNRESET || r == -EPIPE || r == -EIO || r == -ENOTCONN;
+}
+
+/* Tell luod, then preserve the memory again for the next update. */
+static int report_finished(const char *why)
+{
+	int r = luod_finished(client, arg.session);
+
+	if (connection_lost(r)) {
+		/* The memory is ours since the kernel's FINISH: PROGRAM goes
+		 * on with it, and luod hears of it once it is back. */
+		log_warning("lost luod before reporting FINISHED (%s); %s keeps running, and luod-exec reports it "
+			    "when luod is back",
+			    strerror(-r), arg.argv[0]);
+		finish_pending = true;
+		luod_lost = true;
 		return 0;
-	r = luod_session_finish(incoming_fd);
-	if (r < 0)
-		return log_errno(r, "LIVEUPDATE_SESSION_FINISH of session %s",
-				 arg.session);
-	r = luod_finished(client, arg.session);
+	}
+	finish_pending = false;
 	if (r < 0)
 		return luod_failed("reporting FINISHED", r);
 	incoming_fd = safe_close(incoming_fd);
@@ -723,6 +735,19 @@ static int finish_incoming(const char *why)
 		return r;
 	log_info("memory preserved again for the next update");
 	return 0;
+}
+
+static int finish_incoming(const char *why)
+{
+	int r;
+
+	if (incoming_fd < 0 || finish_pending)
+		return 0;
+	r = luod_session_finish(incoming_fd);
+	if (r < 0)
+		return log_errno(r, "LIVEUPDATE_SESSION_FINISH of session %s",
+				 arg.session);
+	return report_finished(why);
 }
 
 /* Updates */
@@ -992,6 +1017,9 @@ static int try_reconnect(int timeout)
 		log_info(
 			"luod is back: session %s re-attached, subscribed again",
 			arg.session);
+		if (finish_pending && report_finished("luod is back") < 0)
+			log_warning("session %s stays claimed in luod: 'luoctl release %s %s' drops it",
+				    arg.session, arg.id, arg.session);
 		return timeout;
 	}
 	if (r == -EPROTO && !said) {

@@ -210,6 +210,10 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 		return;
 	c->dead = true;
 	n_dropped++;
+	/* READY, then gone: what it preserved is complete, and the next
+	 * update (should this one be aborted) must not wait for it. */
+	if (c->ready && c->id[0])
+		sessions_left_by(d, c->id);
 	if (c->subscribed) {
 		struct client_id *ci = client_id_find(d, c->id);
 
@@ -292,6 +296,16 @@ void client_send(struct daemon *d, struct client *c, struct json_object *msg,
 {
 	int r;
 
+	if (!msg && !c->dead) {
+		/* Out of memory building it: a client left waiting for a
+		 * reply that never comes is worse than a closed connection. */
+		log_error(
+			"out of memory building a message for client %s (pid %d); closing its connection so "
+			"that it does not wait for it (it may connect again)",
+			client_name(c), (int)c->pid);
+		client_drop(d, c, "out of memory");
+		return;
+	}
 	if (!c->dead) {
 		r = proto_writer_queue(&c->out, msg, fds, n_fds);
 		if (r == -EMSGSIZE) {
@@ -305,11 +319,16 @@ void client_send(struct daemon *d, struct client *c, struct json_object *msg,
 			r = proto_writer_queue(&c->out, e, NULL, 0);
 			json_object_put(e);
 		}
-		if (r < 0)
-			log_errno(r, "cannot queue a message for client %s",
-				  client_name(c));
-		else
+		if (r < 0) {
+			/* A message lost would leave the client waiting. */
+			log_errno(r,
+				  "cannot queue a message for client %s (pid %d); closing its connection so that it "
+				  "does not wait for it (it may connect again)",
+				  client_name(c), (int)c->pid);
+			client_drop(d, c, "message lost");
+		} else {
 			client_flush(d, c);
+		}
 	}
 	json_object_put(msg);
 }

@@ -79,23 +79,20 @@ static struct json_object *session_json(struct session *s, bool full)
 	struct json_object *o = json_object_new_object();
 
 	if (full)
-		json_object_object_add(o, "client",
-				       json_object_new_string(s->client));
-	json_object_object_add(o, "name", json_object_new_string(s->name));
-	json_object_object_add(
-		o, "state",
-		json_object_new_string(session_state_name(s->state)));
-	json_object_object_add(o, "generation",
-			       json_object_new_uint64(s->generation));
-	json_object_object_add(o, "kernel_name",
-			       json_object_new_string(s->kernel_name));
+		proto_add(&o, "client", json_object_new_string(s->client));
+	proto_add(&o, "name", json_object_new_string(s->name));
+	proto_add(&o, "state",
+		  json_object_new_string(session_state_name(s->state)));
+	proto_add(&o, "generation", json_object_new_uint64(s->generation));
+	proto_add(&o, "kernel_name", json_object_new_string(s->kernel_name));
 	if (session_detached(s))
-		json_object_object_add(o, "detached",
-				       json_object_new_boolean(1));
+		proto_add(&o, "detached", json_object_new_boolean(1));
+	if (s->left && s->state == SESSION_OUTGOING)
+		proto_add(&o, "left", json_object_new_boolean(1));
 	if (full) {
-		json_object_object_add(o, "uid", json_object_new_int64(s->uid));
-		json_object_object_add(o, "created_us",
-				       json_object_new_uint64(s->created_us));
+		proto_add(&o, "uid", json_object_new_int64(s->uid));
+		proto_add(&o, "created_us",
+			  json_object_new_uint64(s->created_us));
 	}
 	return o;
 }
@@ -118,15 +115,11 @@ static void cmd_hello(struct request *q)
 	}
 	q->c->hello = true;
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "version",
-			       json_object_new_int(PROTO_VERSION));
-	json_object_object_add(r, "server",
-			       json_object_new_string("luod " LUOD_VERSION));
-	json_object_object_add(r, "generation",
-			       json_object_new_uint64(q->d->generation));
-	json_object_object_add(r, "uid", json_object_new_int64(q->c->uid));
-	json_object_object_add(r, "admin",
-			       json_object_new_boolean(q->c->admin));
+	proto_add(&r, "version", json_object_new_int(PROTO_VERSION));
+	proto_add(&r, "server", json_object_new_string("luod " LUOD_VERSION));
+	proto_add(&r, "generation", json_object_new_uint64(q->d->generation));
+	proto_add(&r, "uid", json_object_new_int64(q->c->uid));
+	proto_add(&r, "admin", json_object_new_boolean(q->c->admin));
 	reply(q, r, NULL, 0);
 }
 
@@ -150,6 +143,12 @@ static void cmd_subscribe(struct request *q)
 		     "the machine is rebooting into the new kernel");
 		return;
 	}
+	if (q->c->subscribed) {
+		/* Counted in the barrier once, however often it asks. */
+		if (q->c->hello)
+			reply_ok(q);
+		return;
+	}
 	ci = client_id_get(q->d, q->id);
 	if (!ci) {
 		fail(q, PROTO_E_INTERNAL, "out of memory");
@@ -161,11 +160,65 @@ static void cmd_subscribe(struct request *q)
 		 (unsigned)q->c->uid);
 	if (q->c->hello)
 		reply_ok(q);
-	if (q->d->phase == PHASE_PREPARING) {
-		/* Late subscribers join the barrier of the update in progress. */
-		q->d->waiting++;
-		update_prepare_client(q->d, q->c);
+	/* Late subscribers join the barrier of the update in progress. */
+	update_client_subscribed(q->d, q->c);
+}
+
+/* The owner no longer needs to be asked: the session is complete. */
+static void set_left(struct daemon *d, struct session *s, bool left)
+{
+	if (s->left == left || s->state != SESSION_OUTGOING)
+		return;
+	s->left = left;
+	state_journal_put(d, s);
+}
+
+void sessions_left_by(struct daemon *d, const char *id)
+{
+	for (struct session *s = sessions_of(d, id); s; s = s->next_of_id)
+		set_left(d, s, true);
+}
+
+/*
+ * A client that leaves its sessions behind, complete (preserved, nothing
+ * more to write), says so: updates then go on without it. It also ends the
+ * connection's subscription, and counts as its READY if one is waited for.
+ */
+static void cmd_leave(struct request *q)
+{
+	struct daemon *d = q->d;
+	struct client *c = q->c;
+	struct client_id *ci;
+	unsigned n = 0;
+	bool was_waiting;
+
+	if (!need_id(q) || !id_owned_by_caller(q))
+		return;
+	if (d->phase == PHASE_REBOOTING) {
+		fail(q, PROTO_E_BUSY,
+		     "the machine is rebooting into the new kernel");
+		return;
 	}
+	for (struct session *s = sessions_of(d, q->id); s; s = s->next_of_id)
+		n += s->state == SESSION_OUTGOING;
+	sessions_left_by(d, q->id);
+	log_info(
+		"client %s (pid %d) left its %u outgoing sessions: updates no longer wait for it",
+		q->id, (int)c->pid, n);
+	reply_ok(q);
+	was_waiting = d->phase == PHASE_PREPARING && c->subscribed && !c->ready;
+	ci = client_id_find(d, q->id);
+	if (c->subscribed) {
+		c->subscribed = false;
+		if (ci && ci->subscriber == c)
+			ci->subscriber = NULL;
+	}
+	if (was_waiting) {
+		update_client_ready(d, c); /* its sessions are complete */
+	} else {
+		update_client_left(d, c);
+	}
+	client_id_gc(d, client_id_find(d, q->id));
 }
 
 static void cmd_create_session(struct request *q)
@@ -203,7 +256,7 @@ static void cmd_create_session(struct request *q)
 		return;
 	}
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "session", session_json(s, false));
+	proto_add(&r, "session", session_json(s, false));
 	reply(q, r, &s->fd, 1);
 }
 
@@ -289,13 +342,15 @@ static void cmd_claim(struct request *q)
 			     s->client, s->name, s->kernel_name, strerror(-e));
 			return;
 		}
+		/* A restarted client takes its session back, to write more. */
+		set_left(q->d, s, false);
 		fds[n++] = s->fd;
-		json_object_array_add(arr, session_json(s, false));
+		proto_append(&arr, session_json(s, false));
 		log_info("client %s (pid %d) claimed session %s (%s)", q->id,
 			 (int)q->c->pid, s->name, session_state_name(s->state));
 	}
 	r = proto_reply_ok(q->cmd, q->m->obj);
-	json_object_object_add(r, "sessions", arr);
+	proto_add(&r, "sessions", arr);
 	reply(q, r, fds, n);
 	if (q->c->hello)
 		return;
@@ -453,6 +508,7 @@ static void cmd_reattach(struct request *q)
 		}
 	}
 	s->fd = fd;
+	s->left = false; /* its holder is back */
 	session_hold(q->d, s);
 	state_journal_put(q->d, s);
 	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
@@ -469,10 +525,8 @@ static struct json_object *last_update_json(struct daemon *d)
 	if (!d->last_timeline)
 		return NULL;
 	o = json_object_new_object();
-	json_object_object_add(o, "generation",
-			       json_object_new_uint64(d->generation));
-	json_object_object_add(o, "timeline",
-			       json_object_get(d->last_timeline));
+	proto_add(&o, "generation", json_object_new_uint64(d->generation));
+	proto_add(&o, "timeline", json_object_get(d->last_timeline));
 	for (size_t i = 0; i < json_object_array_length(d->last_timeline);
 	     i++) {
 		struct json_object *e =
@@ -487,9 +541,16 @@ static struct json_object *last_update_json(struct daemon *d)
 			up = (uint64_t)v;
 	}
 	if (reboot && up >= reboot)
-		json_object_object_add(o, "blackout_us",
-				       json_object_new_uint64(up - reboot));
+		proto_add(&o, "blackout_us",
+			  json_object_new_uint64(up - reboot));
 	return o;
+}
+
+static void add_awaited_status(struct daemon *d, struct client_id *ci,
+			       void *data)
+{
+	if (ci->awaited)
+		json_array_add_id(data, ci->id);
 }
 
 static void cmd_status(struct request *q)
@@ -500,12 +561,9 @@ static void cmd_status(struct request *q)
 	struct json_object *counts = json_object_new_object(), *lu;
 	unsigned subscribed = 0;
 
-	json_object_object_add(r, "phase",
-			       json_object_new_string(phase_name(d->phase)));
-	json_object_object_add(r, "generation",
-			       json_object_new_uint64(d->generation));
-	json_object_object_add(r, "kernel_loaded",
-			       json_object_new_boolean(kexec_loaded()));
+	proto_add(&r, "phase", json_object_new_string(phase_name(d->phase)));
+	proto_add(&r, "generation", json_object_new_uint64(d->generation));
+	proto_add(&r, "kernel_loaded", json_object_new_boolean(kexec_loaded()));
 	for (struct client *c = d->clients; c; c = c->next) {
 		struct json_object *co;
 
@@ -513,52 +571,49 @@ static void cmd_status(struct request *q)
 			continue;
 		subscribed += c->subscribed;
 		co = json_object_new_object();
-		json_object_object_add(co, "id", json_object_new_string(c->id));
-		json_object_object_add(co, "pid", json_object_new_int(c->pid));
-		json_object_object_add(co, "uid",
-				       json_object_new_int64(c->uid));
-		json_object_object_add(co, "subscribed",
-				       json_object_new_boolean(c->subscribed));
-		json_object_object_add(co, "ready",
-				       json_object_new_boolean(c->ready));
-		json_object_array_add(clients, co);
+		proto_add(&co, "id", json_object_new_string(c->id));
+		proto_add(&co, "pid", json_object_new_int(c->pid));
+		proto_add(&co, "uid", json_object_new_int64(c->uid));
+		proto_add(&co, "subscribed",
+			  json_object_new_boolean(c->subscribed));
+		proto_add(&co, "ready", json_object_new_boolean(c->ready));
+		proto_append(&clients, co);
 	}
-	json_object_object_add(r, "clients", clients);
-	json_object_object_add(r, "subscribed",
-			       json_object_new_int((int)subscribed));
+	proto_add(&r, "clients", clients);
+	proto_add(&r, "subscribed", json_object_new_int((int)subscribed));
 	for (int st = SESSION_OUTGOING; st <= SESSION_CLAIMED; st++)
-		json_object_object_add(counts, session_state_name(st),
-				       json_object_new_int((int)sessions_count(
-					       d, (enum session_state)st)));
-	json_object_object_add(r, "sessions", counts);
+		proto_add(&counts, session_state_name(st),
+			  json_object_new_int((int)sessions_count(
+				  d, (enum session_state)st)));
+	proto_add(&r, "sessions", counts);
 	if (sessions_count(d, SESSION_INCOMING) && d->cfg.grace_s)
-		json_object_object_add(
-			r, "unclaimed_release_at_us",
-			json_object_new_uint64(grace_deadline_us(d)));
+		proto_add(&r, "unclaimed_release_at_us",
+			  json_object_new_uint64(grace_deadline_us(d)));
 	if (d->phase == PHASE_PREPARING) {
 		struct json_object *u = json_object_new_object(),
 				   *w = json_object_new_array();
 		uint64_t now = now_mono_us();
 
-		json_object_object_add(u, "id",
-				       json_object_new_uint64(d->update_id));
-		json_object_object_add(
-			u, "ms_left",
-			json_object_new_uint64(d->deadline_us > now ?
-						       (d->deadline_us - now) /
-							       1000 :
-						       0));
+		proto_add(&u, "id", json_object_new_uint64(d->update_id));
+		proto_add(&u, "ms_left",
+			  json_object_new_uint64(
+				  d->deadline_us > now ?
+					  (d->deadline_us - now) / 1000 :
+					  0));
 		for (struct client *c = d->clients; c; c = c->next)
 			if (!c->dead && c->subscribed && !c->ready)
-				json_object_array_add(
-					w, json_object_new_string(c->id));
-		json_object_object_add(u, "waiting_for", w);
-		json_object_object_add(r, "update", u);
+				proto_append(&w, json_object_new_string(c->id));
+		client_ids_foreach(d, add_awaited_status, w);
+		proto_add(&u, "waiting_for", w);
+		w = json_object_new_array();
+		client_ids_foreach(d, add_awaited_status, w);
+		proto_add(&u, "not_connected", w);
+		proto_add(&r, "update", u);
 	} else {
-		json_object_object_add(r, "update", NULL);
+		proto_add_nullable(&r, "update", NULL);
 	}
 	lu = last_update_json(d);
-	json_object_object_add(r, "last_update", lu);
+	proto_add_nullable(&r, "last_update", lu);
 	reply(q, r, NULL, 0);
 }
 
@@ -569,8 +624,8 @@ static void cmd_list(struct request *q)
 
 	for (struct session *s = q->d->sessions; s; s = s->next)
 		if (q->c->admin || s->uid == q->c->uid)
-			json_object_array_add(arr, session_json(s, true));
-	json_object_object_add(r, "sessions", arr);
+			proto_append(&arr, session_json(s, true));
+	proto_add(&r, "sessions", arr);
 	reply(q, r, NULL, 0);
 }
 
@@ -695,7 +750,7 @@ static void cmd_kexec(struct request *q)
 		return;
 	}
 	q->c->kexec_request = json_object_get(q->m->obj);
-	update_start(d, q->c, (unsigned)timeout);
+	update_start(d, q->c, (unsigned)timeout, force);
 }
 
 static void cmd_abort(struct request *q)
@@ -724,6 +779,7 @@ static const struct command {
 	{ "FINISHED", cmd_finished, false, true },
 	{ "RELEASE", cmd_release, false, false },
 	{ "REATTACH", cmd_reattach, false, true },
+	{ "LEAVE", cmd_leave, false, true },
 	{ "STATUS", cmd_status, false, false },
 	{ "LIST", cmd_list, false, false },
 	{ "LOAD", cmd_load, true, false },

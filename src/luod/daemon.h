@@ -40,6 +40,8 @@ struct session {
 	uint64_t created_us;
 	enum session_state state;
 	bool in_fdstore; /* systemd's fd store holds a copy too */
+	bool left; /* its owner said LEAVE (or READY, then went away): it is
+		      complete, and no update waits for the owner */
 	int fd; /* luod's own copy; -1 while incoming, or detached: a restarted
 		  luod lost its copy and waits for the client to REATTACH */
 };
@@ -54,6 +56,8 @@ struct client_id {
 	char id[PROTO_ID_MAX + 1];
 	struct session *sessions; /* linked by next_of_id */
 	struct client *subscriber; /* the connection subscribed as this id */
+	bool awaited; /* owns outgoing sessions, was not subscribed when the
+			 update started: counted in waiting until it is */
 };
 
 struct client {
@@ -135,7 +139,8 @@ struct daemon {
 	enum update_phase phase;
 	uint64_t update_id;
 	uint64_t deadline_us;
-	unsigned waiting; /* subscribers not ready yet */
+	unsigned waiting; /* subscribers not ready yet, and awaited owners */
+	bool force; /* the update does not wait for owners not connected */
 	char progress_ready[PROTO_ID_MAX + 1]; /* last READY not yet told */
 	struct json_object *timeline; /* the update in progress */
 	struct json_object
@@ -158,6 +163,7 @@ void limits_tick(struct daemon *d, struct watch *w, uint32_t events);
 
 /* commands.c */
 void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m);
+void sessions_left_by(struct daemon *d, const char *id);
 
 /* ids.c */
 struct client_id *client_id_find(struct daemon *d, const char *id);
@@ -165,6 +171,10 @@ struct client_id *client_id_get(struct daemon *d, const char *id);
 void client_id_gc(struct daemon *d, struct client_id *ci);
 struct session *sessions_of(struct daemon *d, const char *id);
 void client_ids_free(struct daemon *d);
+void client_ids_foreach(struct daemon *d,
+			void (*fn)(struct daemon *d, struct client_id *ci,
+				   void *data),
+			void *data);
 
 /* sessions.c */
 int session_link(struct daemon *d, struct session *s);
@@ -186,7 +196,11 @@ unsigned sessions_count(struct daemon *d, enum session_state st);
 
 /* update.c */
 void update_start(struct daemon *d, struct client *requester,
-		  unsigned timeout_s);
+		  unsigned timeout_s, bool force);
+void update_client_subscribed(struct daemon *d, struct client *c);
+void update_client_left(struct daemon *d, struct client *c);
+bool session_holds_update(const struct session *s);
+void json_array_add_id(struct json_object *arr, const char *id);
 void update_client_ready(struct daemon *d, struct client *c);
 void update_client_not_ready(struct daemon *d, struct client *c,
 			     const char *reason);
@@ -214,6 +228,7 @@ void keeper_start(struct daemon *d);
 void keeper_hold(struct daemon *d, struct session *s);
 void keeper_drop(struct daemon *d, struct session *s);
 void keeper_detach(void);
+void keeper_reap(struct daemon *d);
 
 /* fdstore.c: systemd's fd store, and reboot_mode = systemd */
 void fdstore_hold(struct daemon *d, struct session *s);

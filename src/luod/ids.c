@@ -53,7 +53,7 @@ struct client_id *client_id_get(struct daemon *d, const char *id)
  * accumulate over a long-running luod. */
 void client_id_gc(struct daemon *d, struct client_id *ci)
 {
-	if (!ci || ci->sessions || ci->subscriber)
+	if (!ci || ci->sessions || ci->subscriber || ci->awaited)
 		return;
 	tdelete(ci, &d->ids, id_cmp);
 	free(ci);
@@ -70,4 +70,29 @@ void client_ids_free(struct daemon *d)
 {
 	tdestroy(d->ids, free);
 	d->ids = NULL;
+}
+
+struct walk {
+	void (*fn)(struct daemon *d, struct client_id *ci, void *data);
+	struct daemon *d;
+	void *data;
+};
+
+static void visit(const void *node, VISIT which, void *closure)
+{
+	struct walk *w = closure;
+
+	if (which == postorder || which == leaf)
+		w->fn(w->d, *(struct client_id *const *)node, w->data);
+}
+
+/* fn must not add or remove ids. */
+void client_ids_foreach(struct daemon *d,
+			void (*fn)(struct daemon *d, struct client_id *ci,
+				   void *data),
+			void *data)
+{
+	struct walk w = { fn, d, data };
+
+	twalk_r(d->ids, visit, &w);
 }

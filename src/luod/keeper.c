@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <spawn.h>
+#include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,6 +22,9 @@
 extern char **environ;
 
 static int keeper_sock = -1;
+static pid_t keeper_pid; /* when this luod started it */
+static void keeper_event(struct daemon *d, struct watch *w, uint32_t events);
+static struct watch keeper_watch = { .fd = -1, .handler = keeper_event };
 
 static int keeper_path(struct daemon *d, struct sockaddr_un *sa)
 {
@@ -65,6 +70,8 @@ static int spawn_keeper(struct daemon *d)
 	char *argv[] = { "luod-keeper", sock, "3", NULL };
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none;
 	_cleanup_close_ int lfd = -1;
 	mode_t mask;
 	pid_t pid;
@@ -94,18 +101,29 @@ static int spawn_keeper(struct daemon *d)
 	}
 	if (!path[0] || access(path, X_OK) < 0)
 		snprintf(path, sizeof(path), "%s", LUOD_KEEPER_PATH);
-	r = posix_spawn_file_actions_init(&fa);
+	/* A keeper started again while luod runs must not inherit the
+	 * signals luod blocks for its signalfd. */
+	sigemptyset(&none);
+	r = posix_spawnattr_init(&attr);
+	if (r == 0)
+		r = posix_spawnattr_setsigmask(&attr, &none);
+	if (r == 0)
+		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+	if (r == 0)
+		r = posix_spawn_file_actions_init(&fa);
 	if (r == 0) {
 		/* dup2 clears close-on-exec on fd 3 in the child. */
 		r = posix_spawn_file_actions_adddup2(&fa, lfd, 3);
 		if (r == 0)
-			r = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+			r = posix_spawn(&pid, path, &fa, &attr, argv, environ);
 		posix_spawn_file_actions_destroy(&fa);
 	}
+	posix_spawnattr_destroy(&attr);
 	if (r) {
 		unlink(sa.sun_path);
 		return -r;
 	}
+	keeper_pid = pid;
 	log_info(
 		"started luod-keeper (pid %d) to hold session fds across luod restarts",
 		(int)pid);
@@ -167,6 +185,54 @@ static void adopt(struct daemon *d)
 	}
 }
 
+/* The keeper is gone: whatever it held is held by luod alone now. */
+static void keeper_lost(struct daemon *d, const char *how)
+{
+	unsigned n = 0;
+
+	for (struct session *s = d->sessions; s; s = s->next)
+		n += s->fd >= 0;
+	log_warning("luod-keeper %s: the %u sessions luod holds are held once, not twice; starting a new "
+		    "keeper and handing it every one",
+		    how, n);
+	keeper_detach();
+	keeper_start(d);
+}
+
+/* luod never reads the keeper's socket outside adopt(): an event here is
+ * its end closing, which is how a keeper a previous luod started is seen
+ * to die. */
+static void keeper_event(struct daemon *d, struct watch *w, uint32_t events)
+{
+	if (w->fd != keeper_sock)
+		return;
+	keeper_lost(d, "closed its socket");
+}
+
+/* SIGCHLD: reap every child that ended, as OpenBSD's ntpd does. */
+void keeper_reap(struct daemon *d)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		char how[96];
+
+		if (pid != keeper_pid) {
+			log_debug("reaped child %d", (int)pid);
+			continue;
+		}
+		keeper_pid = 0;
+		if (WIFSIGNALED(status))
+			snprintf(how, sizeof(how), "(pid %d) was killed by signal %d",
+				 (int)pid, WTERMSIG(status));
+		else
+			snprintf(how, sizeof(how), "(pid %d) exited with status %d",
+				 (int)pid, WEXITSTATUS(status));
+		keeper_lost(d, how);
+	}
+}
+
 void keeper_start(struct daemon *d)
 {
 	int fd = keeper_connect_once(d);
@@ -183,6 +249,10 @@ void keeper_start(struct daemon *d)
 	keeper_sock = fd;
 	if (send_msg("DUMP", -1) == 0)
 		adopt(d);
+	keeper_watch.fd = fd;
+	if (daemon_watch(d, &keeper_watch, EPOLLIN | EPOLLRDHUP) < 0)
+		log_warning("cannot watch luod-keeper's socket: luod notices its death only when it next "
+			    "hands it a session");
 	/* Whatever luod holds now, the keeper holds too. */
 	for (struct session *s = d->sessions; s; s = s->next)
 		keeper_hold(d, s);
@@ -192,6 +262,7 @@ void keeper_start(struct daemon *d)
 void keeper_detach(void)
 {
 	keeper_sock = safe_close(keeper_sock);
+	keeper_watch.fd = -1;
 }
 
 void keeper_hold(struct daemon *d, struct session *s)
@@ -202,9 +273,7 @@ void keeper_hold(struct daemon *d, struct session *s)
 		return;
 	snprintf(text, sizeof(text), "HOLD %s", s->kernel_name);
 	if (send_msg(text, s->fd) < 0 && keeper_sock >= 0) {
-		log_warning("lost luod-keeper; starting a new one");
-		keeper_sock = safe_close(keeper_sock);
-		keeper_start(d);
+		keeper_lost(d, "does not take sessions any more");
 	}
 }
 

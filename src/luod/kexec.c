@@ -24,18 +24,23 @@ int kexec_load(const char *kernel, const char *initrd, const char *cmdline,
 
 	/* luod opens the files itself: it runs as root, and the paths are
 	 * checked by the caller's admin right, not by its file access. */
+	/* errno is saved first: formatting the message may change it. */
 	kfd = open(kernel, O_RDONLY | O_CLOEXEC);
 	if (kfd < 0) {
+		int e = errno;
+
 		snprintf(err, errlen, "cannot open kernel %s: %s", kernel,
-			 strerror(errno));
-		return -errno;
+			 strerror(e));
+		return -e;
 	}
 	if (initrd) {
 		ifd = open(initrd, O_RDONLY | O_CLOEXEC);
 		if (ifd < 0) {
+			int e = errno;
+
 			snprintf(err, errlen, "cannot open initrd %s: %s",
-				 initrd, strerror(errno));
-			return -errno;
+				 initrd, strerror(e));
+			return -e;
 		}
 	} else {
 		flags |= KEXEC_FILE_NO_INITRAMFS;

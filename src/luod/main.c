@@ -218,7 +218,8 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		case OPT_VERSION:
-			printf("luod %s\n", LUOD_VERSION);
+			printf("luod %s%s\n", LUOD_VERSION,
+			       LUOD_TEST_HOOKS ? " (built with test hooks)" : "");
 			exit(0);
 		default:
 			usage(stderr);
@@ -367,6 +368,10 @@ static void on_signal(struct daemon *d, struct watch *w, uint32_t events)
 
 	if (read(w->fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGCHLD) {
+		keeper_reap(d);
+		return;
+	}
 	log_notice("received %s, shutting down", strsignal((int)si.ssi_signo));
 	d->quit = true;
 }
@@ -378,6 +383,7 @@ static int setup_signals_and_timer(struct daemon *d)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGCHLD); /* luod-keeper, when luod started it */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d->signals.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -547,6 +553,7 @@ int main(int argc, char **argv)
 	if (limits_init(&d) < 0 || setup_signals_and_timer(&d) < 0 ||
 	    listen_socket(&d) < 0)
 		return 1;
+	keeper_reap(&d); /* a keeper that died before SIGCHLD was watched */
 	grace_arm(&d);
 	listen_fds_close_rest();
 

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 
 #include "manifest.h"
 #include "util.h"
@@ -14,58 +17,216 @@ void manifest_clear(struct manifest *m)
 	*m = (struct manifest){ 0 };
 }
 
+/*
+ * Each json-c allocation is checked: a field silently missing from the
+ * manifest would lose its session at the next start, so any failure makes
+ * the whole encoding fail, and the caller keeps what it had.
+ */
+static bool put(struct json_object *o, const char *key, struct json_object *v)
+{
+	if (!o || !v) {
+		if (v)
+			json_object_put(v);
+		return false;
+	}
+	if (json_object_object_add(o, key, v) < 0) {
+		json_object_put(v);
+		return false;
+	}
+	return true;
+}
+
+static bool append(struct json_object *arr, struct json_object *v)
+{
+	if (!arr || !v || json_object_array_add(arr, v) < 0) {
+		if (v)
+			json_object_put(v);
+		return false;
+	}
+	return true;
+}
+
 static struct json_object *session_to_json(const struct manifest_session *s)
 {
 	struct json_object *so = json_object_new_object();
 
-	json_object_object_add(so, "client", json_object_new_string(s->client));
-	json_object_object_add(so, "name", json_object_new_string(s->name));
-	json_object_object_add(so, "kernel_name",
-			       json_object_new_string(s->kernel_name));
-	json_object_object_add(so, "uid", json_object_new_int64(s->uid));
-	json_object_object_add(so, "generation",
-			       json_object_new_uint64(s->generation));
-	json_object_object_add(so, "created_us",
-			       json_object_new_uint64(s->created_us));
-	if (s->incoming)
-		json_object_object_add(so, "incoming",
-				       json_object_new_boolean(1));
-	if (s->claimed)
-		json_object_object_add(so, "claimed",
-				       json_object_new_boolean(1));
+	if (!put(so, "client", json_object_new_string(s->client)) ||
+	    !put(so, "name", json_object_new_string(s->name)) ||
+	    !put(so, "kernel_name", json_object_new_string(s->kernel_name)) ||
+	    !put(so, "uid", json_object_new_int64(s->uid)) ||
+	    !put(so, "generation", json_object_new_uint64(s->generation)) ||
+	    !put(so, "created_us", json_object_new_uint64(s->created_us)) ||
+	    (s->incoming &&
+	     !put(so, "incoming", json_object_new_boolean(1))) ||
+	    (s->claimed && !put(so, "claimed", json_object_new_boolean(1))) ||
+	    (s->left && !put(so, "left", json_object_new_boolean(1)))) {
+		if (so)
+			json_object_put(so);
+		return NULL;
+	}
 	return so;
+}
+
+/*
+ * The manifest's own serializer. json-c's does not report every allocation
+ * that fails inside it: it returns a text with a brace or a key missing,
+ * which would be written over the good copy. Here any failure is seen.
+ */
+struct text {
+	char *buf;
+	size_t len, size;
+	bool failed;
+};
+
+static void text_add(struct text *t, const char *s, size_t n)
+{
+	if (t->failed)
+		return;
+	if (t->len + n + 1 > t->size) {
+		size_t size = t->size ? t->size : 256;
+		char *grown;
+
+		while (size < t->len + n + 1)
+			size *= 2;
+		grown = realloc(t->buf, size);
+		if (!grown) {
+			t->failed = true;
+			return;
+		}
+		t->buf = grown;
+		t->size = size;
+	}
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+}
+
+static void text_str(struct text *t, const char *s)
+{
+	text_add(t, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char esc[8];
+
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			text_add(t, esc, 2);
+		} else if (*p < 0x20) {
+			snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			text_add(t, esc, 6);
+		} else {
+			text_add(t, (const char *)p, 1);
+		}
+	}
+	text_add(t, "\"", 1);
+}
+
+static void text_json(struct text *t, struct json_object *v)
+{
+	char num[32];
+	bool first = true;
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		text_add(t, "null", 4);
+		break;
+	case json_type_boolean:
+		if (json_object_get_boolean(v))
+			text_add(t, "true", 4);
+		else
+			text_add(t, "false", 5);
+		break;
+	case json_type_double:
+		snprintf(num, sizeof(num), "%.17g", json_object_get_double(v));
+		text_add(t, num, strlen(num));
+		break;
+	case json_type_int:
+		if (json_object_get_int64(v) < 0)
+			snprintf(num, sizeof(num), "%" PRId64,
+				 json_object_get_int64(v));
+		else
+			snprintf(num, sizeof(num), "%" PRIu64,
+				 json_object_get_uint64(v));
+		text_add(t, num, strlen(num));
+		break;
+	case json_type_string:
+		text_str(t, json_object_get_string(v));
+		break;
+	case json_type_object:
+		text_add(t, "{", 1);
+		json_object_object_foreach(v, key, val)
+		{
+			if (!first)
+				text_add(t, ",", 1);
+			first = false;
+			text_str(t, key);
+			text_add(t, ":", 1);
+			text_json(t, val);
+		}
+		text_add(t, "}", 1);
+		break;
+	case json_type_array:
+		text_add(t, "[", 1);
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			if (i)
+				text_add(t, ",", 1);
+			text_json(t, json_object_array_get_idx(v, i));
+		}
+		text_add(t, "]", 1);
+		break;
+	}
+}
+
+/* A malloc()ed copy of o's text, or NULL; o is released either way. */
+static char *to_text(struct json_object *o, const char *suffix)
+{
+	struct text t = { 0 };
+
+	if (!o)
+		return NULL;
+	text_json(&t, o);
+	text_add(&t, suffix, strlen(suffix));
+	json_object_put(o);
+	if (t.failed) {
+		free(t.buf);
+		return NULL;
+	}
+	return t.buf;
 }
 
 char *manifest_encode(const struct manifest *m)
 {
 	struct json_object *o = json_object_new_object(),
 			   *arr = json_object_new_array();
-	char *text;
+	bool ok = o && arr;
 
-	json_object_object_add(o, "format",
-			       json_object_new_string(MANIFEST_FORMAT));
-	json_object_object_add(o, "version",
-			       json_object_new_int(MANIFEST_VERSION));
-	json_object_object_add(o, "generation",
-			       json_object_new_uint64(m->generation));
-	json_object_object_add(o, "next_serial",
-			       json_object_new_uint64(m->next_serial));
-	if (m->journal_seq)
-		json_object_object_add(o, "journal_seq",
-				       json_object_new_uint64(m->journal_seq));
-	for (size_t i = 0; i < m->n_sessions; i++)
-		json_object_array_add(arr, session_to_json(&m->sessions[i]));
-	json_object_object_add(o, "sessions", arr);
-	if (m->timeline)
-		json_object_object_add(o, "timeline",
-				       json_object_get(m->timeline));
-	if (m->last_timeline)
-		json_object_object_add(o, "last_timeline",
-				       json_object_get(m->last_timeline));
-	text = strdup(
-		json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-	json_object_put(o);
-	return text;
+	for (size_t i = 0; ok && i < m->n_sessions; i++)
+		ok = append(arr, session_to_json(&m->sessions[i]));
+	if (!ok) {
+		if (arr)
+			json_object_put(arr);
+		if (o)
+			json_object_put(o);
+		return NULL;
+	}
+	ok = put(o, "format", json_object_new_string(MANIFEST_FORMAT)) &&
+	     put(o, "version", json_object_new_int(MANIFEST_VERSION)) &&
+	     put(o, "generation", json_object_new_uint64(m->generation)) &&
+	     put(o, "next_serial", json_object_new_uint64(m->next_serial)) &&
+	     (!m->journal_seq ||
+	      put(o, "journal_seq", json_object_new_uint64(m->journal_seq)));
+	/* put() takes arr, added or not. */
+	ok = ok ? put(o, "sessions", arr) : (json_object_put(arr), false);
+	ok = ok &&
+	     (!m->timeline ||
+	      put(o, "timeline", json_object_get(m->timeline))) &&
+	     (!m->last_timeline ||
+	      put(o, "last_timeline", json_object_get(m->last_timeline)));
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return to_text(o, "");
 }
 
 _printf_(3, 4) static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -122,6 +283,7 @@ static int session_from_json(struct json_object *so, struct manifest_session *s)
 	s->uid = (uid_t)uid;
 	s->incoming = proto_get_bool(so, "incoming", &b) && b;
 	s->claimed = proto_get_bool(so, "claimed", &b) && b;
+	s->left = proto_get_bool(so, "left", &b) && b;
 	return 0;
 }
 
@@ -256,24 +418,28 @@ out:
 	return r;
 }
 
-static char *journal_line(struct json_object *o)
-{
-	char *line = NULL;
-
-	if (asprintf(&line, "%s\n",
-		     json_object_to_json_string_ext(
-			     o, JSON_C_TO_STRING_PLAIN)) < 0)
-		line = NULL;
-	json_object_put(o);
-	return line;
-}
-
 static struct json_object *journal_record(uint64_t seq)
 {
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "seq", json_object_new_uint64(seq));
+	if (!put(o, "seq", json_object_new_uint64(seq))) {
+		if (o)
+			json_object_put(o);
+		return NULL;
+	}
 	return o;
+}
+
+/* The record with key = v as one line, or NULL; o and v are released. */
+static char *journal_line(struct json_object *o, const char *key,
+			  struct json_object *v)
+{
+	if (!put(o, key, v)) {
+		if (o)
+			json_object_put(o);
+		return NULL;
+	}
+	return to_text(o, "\n");
 }
 
 char *manifest_journal_put(uint64_t seq, uint64_t next_serial,
@@ -281,26 +447,23 @@ char *manifest_journal_put(uint64_t seq, uint64_t next_serial,
 {
 	struct json_object *o = journal_record(seq);
 
-	json_object_object_add(o, "next_serial",
-			       json_object_new_uint64(next_serial));
-	json_object_object_add(o, "put", session_to_json(s));
-	return journal_line(o);
+	if (o && !put(o, "next_serial", json_object_new_uint64(next_serial))) {
+		json_object_put(o);
+		return NULL;
+	}
+	return journal_line(o, "put", session_to_json(s));
 }
 
 char *manifest_journal_del(uint64_t seq, const char *kernel_name)
 {
-	struct json_object *o = journal_record(seq);
-
-	json_object_object_add(o, "del", json_object_new_string(kernel_name));
-	return journal_line(o);
+	return journal_line(journal_record(seq), "del",
+			    json_object_new_string(kernel_name));
 }
 
 char *manifest_journal_event(uint64_t seq, struct json_object *event)
 {
-	struct json_object *o = journal_record(seq);
-
-	json_object_object_add(o, "event", json_object_get(event));
-	return journal_line(o);
+	return journal_line(journal_record(seq), "event",
+			    json_object_get(event));
 }
 
 /* Drop the session with this kernel name, or with this client and name. */
@@ -354,7 +517,8 @@ static int journal_apply_one(struct manifest *m, struct json_object *o)
 			return -1;
 		if (!m->last_timeline)
 			m->last_timeline = json_object_new_array();
-		json_object_array_add(m->last_timeline, json_object_get(v));
+		if (!append(m->last_timeline, json_object_get(v)))
+			return -ENOMEM;
 		return 0;
 	}
 	return -1;

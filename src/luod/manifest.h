@@ -27,6 +27,8 @@ struct manifest_session {
 	 * (incoming or claimed) rather than being created this boot. */
 	int incoming;
 	int claimed;
+	/* Its owner said LEAVE: complete, no update waits for the owner. */
+	int left;
 };
 
 struct manifest {

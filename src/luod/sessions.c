@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <sys/timerfd.h>
 
+#include "config.h"
 #include "daemon.h"
 #include "log.h"
 #include "luo.h"
@@ -120,8 +121,10 @@ int session_claim(struct daemon *d, struct session *s)
 	/* From the kernel's retrieve to here is the only moment a crash of
 	 * luod can still finish the session; the keeper holds it from now. */
 	session_hold(d, s);
+#if LUOD_TEST_HOOKS
 	if (getenv("LUOD_TEST_CRASH_AFTER_RETRIEVE"))
 		abort(); /* tests: die in the middle of a CLAIM */
+#endif
 	state_journal_put(d, s);
 	timeline_add(d, "claim", s->client, s->name);
 	return 0;

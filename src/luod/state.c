@@ -27,10 +27,13 @@ static void session_to_manifest(const struct session *s,
 	ms->created_us = s->created_us;
 	ms->incoming = s->state != SESSION_OUTGOING;
 	ms->claimed = s->state == SESSION_CLAIMED;
+	ms->left = s->left;
 }
 
-static void manifest_from_daemon(struct daemon *d, struct manifest *m,
-				 bool outgoing_only)
+/* -ENOMEM, never an empty manifest: written over the good copy or carried
+ * across the kexec, that would lose every session. */
+static int manifest_from_daemon(struct daemon *d, struct manifest *m,
+				bool outgoing_only)
 {
 	size_t n = 0;
 
@@ -40,10 +43,11 @@ static void manifest_from_daemon(struct daemon *d, struct manifest *m,
 				.next_serial = d->next_serial };
 	m->sessions = calloc(n ? n : 1, sizeof(*m->sessions));
 	if (!m->sessions)
-		return;
+		return -ENOMEM;
 	for (struct session *s = d->sessions; s; s = s->next)
 		if (!outgoing_only || s->state == SESSION_OUTGOING)
 			session_to_manifest(s, &m->sessions[m->n_sessions++]);
+	return 0;
 }
 
 static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
@@ -70,6 +74,7 @@ static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
 			   ms->claimed ? SESSION_CLAIMED :
 					 SESSION_OUTGOING;
 		s->fd = -1;
+		s->left = ms->left && s->state == SESSION_OUTGOING;
 		if (session_detached(s))
 			log_warning(
 				"session %s/%s (%s, %s) is detached: luod restarted; it survives only if its client "
@@ -82,6 +87,15 @@ static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
 		}
 	}
 	return 0;
+}
+
+/* The copy on disk and its journal stay as they are: the next loop turn
+ * tries again (state_dirty). */
+static int log_oom_keep(const char *path)
+{
+	log_error("out of memory writing luod's state%s%s: the copy there and its journal are kept, and luod tries again",
+		  path ? " to " : "", path ? path : "");
+	return -ENOMEM;
 }
 
 static char *run_path(struct daemon *d, const char *suffix)
@@ -102,9 +116,9 @@ int state_save_run(struct daemon *d)
 	size_t m_sessions;
 	int r;
 
-	if (!path || !tmp || !jpath)
-		return -ENOMEM;
-	manifest_from_daemon(d, &m, false);
+	if (!path || !tmp || !jpath ||
+	    manifest_from_daemon(d, &m, false) < 0)
+		return log_oom_keep(path);
 	m.journal_seq = d->journal_seq;
 	m_sessions = m.n_sessions;
 	m.last_timeline = d->last_timeline ? json_object_get(d->last_timeline) :
@@ -112,7 +126,7 @@ int state_save_run(struct daemon *d)
 	text = manifest_encode(&m);
 	manifest_clear(&m);
 	if (!text)
-		return -ENOMEM;
+		return log_oom_keep(path);
 
 	/* Write, fsync, rename: a crash leaves the old copy or the new one. */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -379,7 +393,8 @@ char *state_kexec_manifest(struct daemon *d)
 	struct manifest m;
 	char *text;
 
-	manifest_from_daemon(d, &m, true);
+	if (manifest_from_daemon(d, &m, true) < 0)
+		return NULL;
 	m.timeline = d->timeline ? json_object_get(d->timeline) : NULL;
 	m.next_serial = d->next_serial;
 	text = manifest_encode(&m);

@@ -35,18 +35,26 @@ void timeline_add(struct daemon *d, const char *event, const char *client,
 
 	if (!*tl)
 		*tl = json_object_new_array();
-	json_object_object_add(e, "event", json_object_new_string(event));
-	json_object_object_add(e, "t_us",
-			       json_object_new_uint64(now_real_us()));
+	proto_add(&e, "event", json_object_new_string(event));
+	proto_add(&e, "t_us", json_object_new_uint64(now_real_us()));
 	if (client)
-		json_object_object_add(e, "client",
-				       json_object_new_string(client));
+		proto_add(&e, "client", json_object_new_string(client));
 	if (name)
-		json_object_object_add(e, "name", json_object_new_string(name));
-	json_object_array_add(*tl, e);
+		proto_add(&e, "name", json_object_new_string(name));
+	/* The timeline is kept whatever happens to one event. */
+	if (!e || !*tl || json_object_array_add(*tl, e) < 0) {
+		log_warning(
+			"out of memory: the %s event is missing from the update's timeline",
+			event);
+		if (e)
+			json_object_put(e);
+		return;
+	}
 	if (tl == &d->last_timeline) /* the copy under state_dir keeps it */
 		state_journal_event(d, e);
 }
+
+static struct json_object *absent_json(struct daemon *d);
 
 static void progress(struct daemon *d, const char *phase, const char *client,
 		     const char *reason)
@@ -57,22 +65,19 @@ static void progress(struct daemon *d, const char *phase, const char *client,
 		if (c->dead || !c->waits_kexec)
 			continue;
 		e = proto_event("PROGRESS");
-		json_object_object_add(e, "phase",
-				       json_object_new_string(phase));
+		proto_add(&e, "phase", json_object_new_string(phase));
 		if (client)
-			json_object_object_add(e, "client",
-					       json_object_new_string(client));
+			proto_add(&e, "client", json_object_new_string(client));
 		if (reason)
-			json_object_object_add(e, "reason",
-					       json_object_new_string(reason));
-		if (streq(phase, "prepare"))
-			json_object_object_add(
-				e, "clients",
-				json_object_new_int((int)d->waiting));
+			proto_add(&e, "reason", json_object_new_string(reason));
+		if (streq(phase, "prepare")) {
+			proto_add(&e, "clients",
+				  json_object_new_int((int)d->waiting));
+			proto_add(&e, "absent", absent_json(d));
+		}
 		if (streq(phase, "ready"))
-			json_object_object_add(
-				e, "remaining",
-				json_object_new_int((int)d->waiting));
+			proto_add(&e, "remaining",
+				  json_object_new_int((int)d->waiting));
 		client_send(d, c, e, NULL, 0);
 	}
 }
@@ -115,8 +120,7 @@ static void finish_requester(struct daemon *d, const char *code,
 			struct json_object *r =
 				proto_reply_ok("KEXEC", c->kexec_request);
 
-			json_object_object_add(r, "rebooting",
-					       json_object_new_boolean(1));
+			proto_add(&r, "rebooting", json_object_new_boolean(1));
 			client_send(d, c, r, NULL, 0);
 			c->told_rebooting = true;
 		}
@@ -125,6 +129,87 @@ static void finish_requester(struct daemon *d, const char *code,
 			json_object_put(c->kexec_request);
 		c->kexec_request = NULL;
 	}
+}
+
+/*
+ * The barrier is every subscriber, and every owner of an outgoing session
+ * it has not left (LEAVE, or READY and gone): an owner that is not
+ * connected when the update starts (luod restarted and it is reconnecting,
+ * or it went away) is waited for like a subscriber, under its client id.
+ */
+bool session_holds_update(const struct session *s)
+{
+	return s->state == SESSION_OUTGOING && !s->left;
+}
+
+static bool connected(const struct client_id *ci)
+{
+	return ci->subscriber && !ci->subscriber->dead;
+}
+
+/* Into an array others hold: a failure loses this entry only. */
+void json_array_add_id(struct json_object *arr, const char *id)
+{
+	struct json_object *v = json_object_new_string(id);
+
+	if (v && json_object_array_add(arr, v) < 0)
+		json_object_put(v);
+}
+
+static void unawait(struct daemon *d, struct client_id *ci, void *data)
+{
+	ci->awaited = false;
+}
+
+static void add_awaited(struct daemon *d, struct client_id *ci, void *data)
+{
+	struct json_object *arr = data;
+
+	if (ci->awaited)
+		json_array_add_id(arr, ci->id);
+}
+
+/* The owners the update waits for that are not connected. */
+static struct json_object *absent_json(struct daemon *d)
+{
+	struct json_object *arr = json_object_new_array();
+
+	if (arr)
+		client_ids_foreach(d, add_awaited, arr);
+	return arr;
+}
+
+struct names {
+	char buf[1024];
+	size_t len;
+	unsigned n;
+};
+
+static void names_add(struct names *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void names_add(struct names *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	w->n++;
+	if (w->len >= sizeof(w->buf))
+		return;
+	if (w->len)
+		w->len += (size_t)snprintf(w->buf + w->len,
+					   sizeof(w->buf) - w->len, ", ");
+	if (w->len >= sizeof(w->buf))
+		return;
+	va_start(ap, fmt);
+	w->len += (size_t)vsnprintf(w->buf + w->len, sizeof(w->buf) - w->len,
+				    fmt, ap);
+	va_end(ap);
+}
+
+static void name_awaited(struct daemon *d, struct client_id *ci, void *data)
+{
+	if (ci->awaited)
+		names_add(data, "%s (not connected)", ci->id);
 }
 
 void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
@@ -145,6 +230,7 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 		      reason);
 	arm_timer(d, 0);
 	d->phase = PHASE_IDLE;
+	client_ids_foreach(d, unawait, NULL);
 	for (struct client *c = d->clients; c; c = c->next) {
 		struct json_object *e;
 		bool told = c->told_rebooting;
@@ -156,10 +242,8 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 		if (c->dead || (!c->subscribed && !told))
 			continue;
 		e = proto_event("ABORTED");
-		json_object_object_add(e, "update",
-				       json_object_new_uint64(d->update_id));
-		json_object_object_add(e, "reason",
-				       json_object_new_string(reason));
+		proto_add(&e, "update", json_object_new_uint64(d->update_id));
+		proto_add(&e, "reason", json_object_new_string(reason));
 		client_send(d, c, e, NULL, 0);
 	}
 	finish_requester(d, code, reason);
@@ -196,14 +280,24 @@ static struct json_object *names_by_client(struct daemon *d)
 {
 	struct json_object *map = json_object_new_object(), *names;
 
+	/* NULL when out of memory: PREPARE then looks each client up. */
 	for (struct session *s = d->sessions; map && s; s = s->next) {
+		struct json_object *v;
+
 		if (s->state != SESSION_OUTGOING)
 			continue;
 		if (!json_object_object_get_ex(map, s->client, &names)) {
 			names = json_object_new_array();
-			json_object_object_add(map, s->client, names);
+			if (!proto_add(&map, s->client, names))
+				break;
 		}
-		json_object_array_add(names, json_object_new_string(s->name));
+		v = json_object_new_string(s->name);
+		if (!v || json_object_array_add(names, v) < 0) {
+			if (v)
+				json_object_put(v);
+			json_object_put(map);
+			map = NULL;
+		}
 	}
 	return map;
 }
@@ -212,6 +306,8 @@ void update_prepare_client(struct daemon *d, struct client *c)
 {
 	struct json_object *e, *names;
 	struct session *s;
+	size_t n_names;
+	uint64_t now;
 	bool created;
 
 	if (!c->hello) {
@@ -224,19 +320,20 @@ void update_prepare_client(struct daemon *d, struct client *c)
 			return;
 		}
 		e = proto_event("START_PRESERVATION");
-		json_object_object_add(e, "update",
-				       json_object_new_uint64(d->update_id));
+		proto_add(&e, "update", json_object_new_uint64(d->update_id));
 		client_send(d, c, e, &s->fd, 1);
 		return;
 	}
 
 	e = proto_event("PREPARE");
-	json_object_object_add(e, "update",
-			       json_object_new_uint64(d->update_id));
-	json_object_object_add(
-		e, "timeout_ms",
-		json_object_new_uint64((d->deadline_us - now_mono_us()) /
-				       1000));
+	proto_add(&e, "update", json_object_new_uint64(d->update_id));
+	/* A late subscriber may come after the deadline, in the same loop
+	 * turn as the timer: 0 left, not an unsigned wrap to 584,000 years. */
+	now = now_mono_us();
+	proto_add(&e, "timeout_ms",
+		  json_object_new_uint64(d->deadline_us > now ?
+						 (d->deadline_us - now) / 1000 :
+						 0));
 	if (fanout_names &&
 	    json_object_object_get_ex(fanout_names, c->id, &names)) {
 		json_object_get(names);
@@ -245,11 +342,12 @@ void update_prepare_client(struct daemon *d, struct client *c)
 		for (s = fanout_names ? NULL : d->sessions; s; s = s->next)
 			if (streq(s->client, c->id) &&
 			    s->state == SESSION_OUTGOING)
-				json_object_array_add(
-					names, json_object_new_string(s->name));
+				proto_append(&names,
+					     json_object_new_string(s->name));
 	}
-	json_object_object_add(e, "sessions", names);
-	if (json_object_array_length(names) == 0) {
+	n_names = names ? json_object_array_length(names) : 0;
+	proto_add(&e, "sessions", names);
+	if (n_names == 0) {
 		s = default_session(d, c, &created);
 		if (!s) {
 			json_object_put(e);
@@ -258,8 +356,7 @@ void update_prepare_client(struct daemon *d, struct client *c)
 				     c->id);
 			return;
 		}
-		json_object_object_add(e, "new_session",
-				       json_object_new_string(s->name));
+		proto_add(&e, "new_session", json_object_new_string(s->name));
 		client_send(d, c, e, &s->fd, 1);
 		return;
 	}
@@ -338,13 +435,39 @@ static void check_barrier(struct daemon *d)
 		reboot_now(d);
 }
 
-void update_start(struct daemon *d, struct client *requester,
-		  unsigned timeout_s)
+struct await_ctx {
+	struct names *absent, *skipped;
+};
+
+static void await_owner(struct daemon *d, struct client_id *ci, void *data)
 {
+	struct await_ctx *ctx = data;
+	bool holds = false;
+
+	for (struct session *s = ci->sessions; s && !holds; s = s->next_of_id)
+		holds = session_holds_update(s);
+	if (!holds || ci->awaited || connected(ci))
+		return;
+	if (d->force) {
+		names_add(ctx->skipped, "%s", ci->id);
+		return;
+	}
+	ci->awaited = true;
+	d->waiting++;
+	names_add(ctx->absent, "%s", ci->id);
+}
+
+void update_start(struct daemon *d, struct client *requester,
+		  unsigned timeout_s, bool force)
+{
+	struct names absent = { 0 }, skipped = { 0 };
+	unsigned subscribers = 0;
+
 	d->phase = PHASE_PREPARING;
 	d->update_id++;
 	d->deadline_us = now_mono_us() + (uint64_t)timeout_s * 1000000;
 	d->waiting = 0;
+	d->force = force;
 	if (d->timeline)
 		json_object_put(d->timeline);
 	d->timeline = json_object_new_array();
@@ -356,9 +479,26 @@ void update_start(struct daemon *d, struct client *requester,
 		if (!c->dead && c->subscribed)
 			d->waiting++;
 	}
-	log_notice("update %" PRIu64
-		   " started: waiting up to %u s for %u subscribers",
-		   d->update_id, timeout_s, d->waiting);
+	subscribers = d->waiting;
+	client_ids_foreach(d, await_owner,
+			   &(struct await_ctx){ &absent, &skipped });
+	if (absent.n)
+		log_notice(
+			"update %" PRIu64
+			" started: waiting up to %u s for %u subscribers and for %u session owners that "
+			"are not connected: %s",
+			d->update_id, timeout_s, subscribers, absent.n,
+			absent.buf);
+	else
+		log_notice("update %" PRIu64
+			   " started: waiting up to %u s for %u subscribers",
+			   d->update_id, timeout_s, d->waiting);
+	if (skipped.n)
+		log_warning(
+			"update %" PRIu64
+			": not waiting for %s, which own sessions but are not connected (forced): "
+			"their sessions go across as they are now",
+			d->update_id, skipped.buf);
 	notify_status("update %" PRIu64 ": waiting for %u clients",
 		      d->update_id, d->waiting);
 	timeline_add(d, "prepare", NULL, NULL);
@@ -371,6 +511,46 @@ void update_start(struct daemon *d, struct client *requester,
 	json_object_put(fanout_names);
 	fanout_names = NULL;
 	check_barrier(d);
+}
+
+/* SUBSCRIBE while preparing: the client joins the barrier, or takes the
+ * place its id had in it as an owner not connected. */
+void update_client_subscribed(struct daemon *d, struct client *c)
+{
+	struct client_id *ci = client_id_find(d, c->id);
+
+	if (d->phase != PHASE_PREPARING)
+		return;
+	if (ci && ci->awaited) {
+		ci->awaited = false;
+		log_info("update %" PRIu64
+			 ": client %s, waited for, is back and subscribed",
+			 d->update_id, c->id);
+		update_progress_flush(d);
+		progress(d, "subscribed", c->id, NULL);
+	} else {
+		d->waiting++;
+	}
+	update_prepare_client(d, c);
+}
+
+/* LEAVE: the client's sessions are complete; it no longer holds updates. */
+void update_client_left(struct daemon *d, struct client *c)
+{
+	struct client_id *ci = client_id_find(d, c->id);
+
+	if (d->phase != PHASE_PREPARING)
+		return;
+	if (ci && ci->awaited) {
+		ci->awaited = false;
+		d->waiting--;
+		timeline_add(d, "ready", c->id, NULL);
+		snprintf(d->progress_ready, sizeof(d->progress_ready), "%s",
+			 c->id);
+		check_barrier(d);
+	} else if (c->subscribed && !c->ready) {
+		update_client_ready(d, c);
+	}
 }
 
 void update_client_ready(struct daemon *d, struct client *c)
@@ -406,25 +586,25 @@ void update_client_gone(struct daemon *d, struct client *c)
 
 void update_timer(struct daemon *d, struct watch *w, uint32_t events)
 {
+	struct names who = { 0 };
 	uint64_t ticks;
-	char who[1024] = "";
-	size_t len = 0;
+	bool absent;
 
 	if (read(w->fd, &ticks, sizeof(ticks)) != sizeof(ticks) ||
 	    d->phase != PHASE_PREPARING)
 		return;
-	for (struct client *c = d->clients; c; c = c->next) {
-		if (c->dead || !c->subscribed || c->ready)
-			continue;
-		len += (size_t)snprintf(
-			who + len, len < sizeof(who) ? sizeof(who) - len : 0,
-			"%s%s (pid %d)", len ? ", " : "", c->id, (int)c->pid);
-		if (len >= sizeof(who))
-			break;
-	}
+	for (struct client *c = d->clients; c; c = c->next)
+		if (!c->dead && c->subscribed && !c->ready)
+			names_add(&who, "%s (pid %d)", c->id, (int)c->pid);
+	client_ids_foreach(d, name_awaited, &who);
+	absent = strstr(who.buf, "(not connected)") != NULL;
 	update_abort(
 		d, PROTO_E_ABORTED,
 		"timed out waiting for %u client(s) to become ready: %s. "
-		"Check those clients, or give them longer with luoctl kexec --timeout",
-		d->waiting, who);
+		"Check those clients, or give them longer with luoctl kexec --timeout%s",
+		d->waiting, who.buf,
+		absent ?
+			"; a client not connected owns sessions it did not leave: start it again, "
+			"release its sessions (luoctl release), or update without it (luoctl kexec --force)" :
+			"");
 }

@@ -327,11 +327,17 @@ int proto_writer_queue(struct proto_writer *w, struct json_object *obj,
 
 	if (n_fds > PROTO_MAX_FDS)
 		return -E2BIG;
-	if (n_fds > 0)
-		json_object_object_add(obj, "fds",
-				       json_object_new_int((int)n_fds));
+	/* fds sent without "fds" would be closed by the peer. */
+	if (!obj || (n_fds > 0 &&
+		     json_object_object_add(
+			     obj, "fds", json_object_new_int((int)n_fds)) < 0))
+		return -ENOMEM;
+	if (n_fds > 0 && !json_object_object_get(obj, "fds"))
+		return -ENOMEM;
 	text = json_object_to_json_string_ext(
 		obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text)
+		return -ENOMEM;
 	len = strlen(text);
 	if (len > (w->max_line ? w->max_line : PROTO_MAX_LINE))
 		return -EMSGSIZE;
@@ -404,11 +410,42 @@ int proto_writer_flush(struct proto_writer *w, int sock)
 	return 0;
 }
 
+static bool add_or_drop(struct json_object **o, const char *key,
+			struct json_object *v, bool nullable)
+{
+	if (*o && (v || nullable) &&
+	    (key ? json_object_object_add(*o, key, v) :
+		   json_object_array_add(*o, v)) == 0)
+		return true;
+	if (v)
+		json_object_put(v);
+	if (*o)
+		json_object_put(*o);
+	*o = NULL;
+	return false;
+}
+
+bool proto_add(struct json_object **o, const char *key, struct json_object *v)
+{
+	return add_or_drop(o, key, v, false);
+}
+
+bool proto_add_nullable(struct json_object **o, const char *key,
+			struct json_object *v)
+{
+	return add_or_drop(o, key, v, true);
+}
+
+bool proto_append(struct json_object **arr, struct json_object *v)
+{
+	return add_or_drop(arr, NULL, v, false);
+}
+
 struct json_object *proto_request(const char *cmd)
 {
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "cmd", json_object_new_string(cmd));
+	proto_add(&o, "cmd", json_object_new_string(cmd));
 	return o;
 }
 
@@ -416,7 +453,7 @@ struct json_object *proto_event(const char *event)
 {
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "event", json_object_new_string(event));
+	proto_add(&o, "event", json_object_new_string(event));
 	return o;
 }
 
@@ -425,11 +462,11 @@ static struct json_object *reply_base(const char *cmd, struct json_object *req,
 {
 	struct json_object *o = json_object_new_object(), *seq;
 
-	json_object_object_add(o, "ok", json_object_new_boolean(ok));
+	proto_add(&o, "ok", json_object_new_boolean(ok));
 	if (cmd)
-		json_object_object_add(o, "reply", json_object_new_string(cmd));
+		proto_add(&o, "reply", json_object_new_string(cmd));
 	if (req && json_object_object_get_ex(req, "seq", &seq))
-		json_object_object_add(o, "seq", json_object_get(seq));
+		proto_add(&o, "seq", json_object_get(seq));
 	return o;
 }
 
@@ -448,8 +485,8 @@ struct json_object *proto_reply_error(const char *cmd, struct json_object *req,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	json_object_object_add(o, "error", json_object_new_string(code));
-	json_object_object_add(o, "message", json_object_new_string(msg));
+	proto_add(&o, "error", json_object_new_string(code));
+	proto_add(&o, "message", json_object_new_string(msg));
 	return o;
 }
 

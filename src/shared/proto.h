@@ -98,6 +98,18 @@ static inline bool proto_writer_empty(const struct proto_writer *w)
 }
 
 /* Building messages. */
+/*
+ * Add v under key to *o (append v to *arr). Any failure (*o or v NULL, no
+ * memory) releases both and sets *o to NULL, so that a message is whole or
+ * not built at all: json-c would otherwise drop the field silently.
+ * proto_add_nullable() adds a JSON null when v is NULL.
+ */
+bool proto_add(struct json_object **o, const char *key, struct json_object *v);
+bool proto_add_nullable(struct json_object **o, const char *key,
+			struct json_object *v);
+bool proto_append(struct json_object **arr, struct json_object *v);
+
+/* NULL when out of memory, as every builder below. */
 struct json_object *proto_request(const char *cmd);
 struct json_object *proto_event(const char *event);
 /* {"ok":true,"reply":CMD,"seq":<echoed>} */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "failalloc.h"
 #include "manifest.h"
 #include "util.h"
 
@@ -281,6 +282,96 @@ static void test_journal_damage(void **state)
 	manifest_clear(&m);
 }
 
+/*
+ * Out of memory anywhere in manifest_encode must give NULL, never a text
+ * with a field or a session missing: that text would be written over the
+ * good copy and carried across the kexec.
+ */
+static void test_encode_out_of_memory(void **state)
+{
+	struct manifest m = sample();
+	_cleanup_free_ char *want = NULL;
+	unsigned long n, nulls = 0;
+
+	if (!failalloc_available())
+		skip();
+	m.sessions[0].left = 1;
+	want = manifest_encode(&m);
+	assert_non_null(want);
+	for (n = 0;; n++) {
+		char *text;
+		unsigned long failed;
+
+		failalloc_at(n);
+		text = manifest_encode(&m);
+		failed = failalloc_off();
+		if (text)
+			assert_string_equal(text, want);
+		else
+			nulls++;
+		free(text);
+		if (!failed)
+			break;
+	}
+	/* It did allocate, and most failures were seen (json-c absorbs a
+	 * few, such as a buffer it only wanted to grow). */
+	assert_true(n > 10);
+	assert_true(nulls > n / 2);
+	manifest_clear(&m);
+}
+
+/* The journal's records: NULL or whole, as the copy. */
+static void test_journal_out_of_memory(void **state)
+{
+	struct manifest m = sample();
+	struct json_object *ev = json_tokener_parse("{\"event\":\"claim\"}");
+	_cleanup_free_ char *want_put =
+		manifest_journal_put(3, 9, &m.sessions[0]);
+	_cleanup_free_ char *want_del = manifest_journal_del(4, "luod.1.a.b");
+	_cleanup_free_ char *want_ev = manifest_journal_event(5, ev);
+
+	if (!failalloc_available())
+		skip();
+	for (int kind = 0; kind < 3; kind++) {
+		for (unsigned long n = 0;; n++) {
+			char *line;
+			const char *want = kind == 0 ? want_put :
+					   kind == 1 ? want_del :
+						       want_ev;
+			unsigned long failed;
+
+			failalloc_at(n);
+			line = kind == 0 ? manifest_journal_put(3, 9,
+								&m.sessions[0]) :
+			       kind == 1 ? manifest_journal_del(4, "luod.1.a.b") :
+					   manifest_journal_event(5, ev);
+			failed = failalloc_off();
+			if (line)
+				assert_string_equal(line, want);
+			free(line);
+			if (!failed)
+				break;
+		}
+	}
+	json_object_put(ev);
+	manifest_clear(&m);
+}
+
+static void test_left_roundtrip(void **state)
+{
+	struct manifest m = sample(), back;
+	_cleanup_free_ char *text = NULL;
+
+	m.sessions[0].left = 1;
+	text = manifest_encode(&m);
+	assert_int_equal(manifest_decode(text, strlen(text), &back, NULL, 0),
+			 0);
+	assert_true(back.sessions[0].left);
+	assert_false(back.sessions[1].left);
+	manifest_clear(&back);
+	manifest_clear(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +382,9 @@ int main(void)
 		cmocka_unit_test(test_truncations),
 		cmocka_unit_test(test_journal_replay),
 		cmocka_unit_test(test_journal_damage),
+		cmocka_unit_test(test_encode_out_of_memory),
+		cmocka_unit_test(test_journal_out_of_memory),
+		cmocka_unit_test(test_left_roundtrip),
 	};
 
 	return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);
