@@ -863,8 +863,9 @@ static int clients_restore(unsigned n, pid_t luod_pid)
  * Under TCG the first run of a code path pays for translating it, in luod,
  * libluod, json-c and the kernel alike. Two clients go through everything
  * the measured ones will, including an update: warm1 says READY, warm2 does
- * not answer, and an ABORT ends it. They then disconnect; luod keeps their
- * sessions, which cross the kexec for warm-restore.
+ * not answer, and an ABORT ends it. They then say LEAVE (their sessions
+ * are complete, so the next update does not wait for them) and disconnect;
+ * luod keeps their sessions, which cross the kexec for warm-restore.
  */
 static int warm_preserve(void)
 {
@@ -927,6 +928,9 @@ static int warm_preserve(void)
 		while (r == 1 && ev.type == LUOD_EVENT_PREPARE);
 		check(r == 1 && ev.type == LUOD_EVENT_ABORTED,
 		      "warm-up client %d got ABORTED", i + 1);
+		r = luod_leave(c[i]);
+		check(r == 0, "warm-up client %d: LEAVE (%s)", i + 1,
+		      strerror(-r));
 		luod_disconnect(c[i]);
 	}
 	luod_disconnect(admin);
