@@ -622,6 +622,10 @@ static int cmd_status(struct ctl *ctl, char **args)
 	printf("phase:          %s\n", field(o, "phase", b, sizeof(b)));
 	printf("generation:     %s\n", field(o, "generation", b, sizeof(b)));
 	printf("kernel loaded:  %s\n", field(o, "kernel_loaded", b, sizeof(b)));
+	if (proto_get_string(o, "reboot_mode"))
+		printf("reboot mode:    %s (%s)\n",
+		       proto_get_string(o, "reboot_mode"),
+		       proto_get_string(o, "reboot_mode_why") ?: "?");
 	if (json_object_object_get_ex(o, "sessions", &sessions))
 		printf("sessions:       %" PRId64 " outgoing, %" PRId64
 		       " incoming, %" PRId64 " claimed\n",

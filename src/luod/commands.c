@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "notify.h"
 #include "log.h"
 #include "luo.h"
 
@@ -564,6 +565,10 @@ static void cmd_status(struct request *q)
 	proto_add(&r, "phase", json_object_new_string(phase_name(d->phase)));
 	proto_add(&r, "generation", json_object_new_uint64(d->generation));
 	proto_add(&r, "kernel_loaded", json_object_new_boolean(kexec_loaded()));
+	proto_add(&r, "reboot_mode",
+		  json_object_new_string(reboot_mode_name(d->cfg.reboot_mode)));
+	proto_add(&r, "reboot_mode_why",
+		  json_object_new_string(d->cfg.reboot_mode_why));
 	for (struct client *c = d->clients; c; c = c->next) {
 		struct json_object *co;
 
@@ -746,6 +751,18 @@ static void cmd_kexec(struct request *q)
 		fail(q, PROTO_E_STATE,
 		     "sessions from the last update are still held and would be lost: %s. Let their clients claim "
 		     "and finish them, release them (luoctl release), or force the update (luoctl kexec --force)",
+		     left);
+		return;
+	}
+	/* luod's own reboot skips systemd-shutdown, which is what carries the
+	 * other units' fd stores across the kexec. */
+	if (d->cfg.reboot_mode == REBOOT_DIRECT && !force &&
+	    d->cfg.systemd_version >= 261 &&
+	    systemd_preserved_units(left, sizeof(left)) > 0) {
+		fail(q, PROTO_E_STATE,
+		     "reboot_mode = direct skips systemd-shutdown, so these units would lose the fd stores "
+		     "systemd preserves for them: %s. Set reboot_mode = auto in luod.conf, or force the update "
+		     "(luoctl kexec --force)",
 		     left);
 		return;
 	}

@@ -143,7 +143,9 @@ const char *log_level_name(int level)
 
 const char *reboot_mode_name(enum reboot_mode m)
 {
-	return m == REBOOT_SYSTEMD ? "systemd" : "direct";
+	return m == REBOOT_SYSTEMD ? "systemd" :
+	       m == REBOOT_AUTO	   ? "auto" :
+					     "direct";
 }
 
 static int set_socket_path(struct config *cfg, const char *value, char *err,
@@ -236,9 +238,11 @@ int conf_set(struct config *cfg, const char *key, const char *value, char *err,
 			cfg->reboot_mode = REBOOT_DIRECT;
 		else if (streq(value, "systemd"))
 			cfg->reboot_mode = REBOOT_SYSTEMD;
+		else if (streq(value, "auto"))
+			cfg->reboot_mode = REBOOT_AUTO;
 		else {
 			snprintf(err, errlen,
-				 "'%s' is neither 'direct' nor 'systemd'",
+				 "'%s' is not 'auto', 'direct' or 'systemd'",
 				 value);
 			return -EINVAL;
 		}

@@ -14,6 +14,7 @@ struct config;
 enum reboot_mode {
 	REBOOT_DIRECT, /* luod calls reboot(LINUX_REBOOT_CMD_KEXEC) itself */
 	REBOOT_SYSTEMD, /* sessions to the fd store, then systemctl kexec */
+	REBOOT_AUTO, /* systemd under systemd >= 261 with an fd store, else direct */
 };
 
 #define CONF_LINE_MAX 4096

@@ -109,13 +109,15 @@ struct config {
 	unsigned grace_s; /* unclaimed incoming sessions are released after it */
 	const char *config_path; /* the luod.conf read; NULL if none */
 	enum reboot_mode reboot_mode;
+	char reboot_mode_why[160]; /* why the mode in force is in force */
+	int systemd_version; /* the service manager's, if systemd; else 0 */
 	int log_level; /* LOG_ERR .. LOG_DEBUG */
 };
 
 struct daemon {
 	struct config cfg;
 	int epoll_fd;
-	int dev_fd;
+	int lock_fd; /* state_dir/luod.lock: one luod per machine */
 	struct watch listener, timer, signals, grace;
 	struct client *clients;
 	unsigned n_clients;
@@ -150,7 +152,12 @@ struct daemon {
 /* main.c */
 int daemon_watch(struct daemon *d, struct watch *w, uint32_t events);
 int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events);
-int daemon_open_device(struct daemon *d);
+
+/* device.c: /dev/liveupdate, open only for one ioctl at a time */
+int device_open(struct daemon *d);
+int device_probe(struct daemon *d);
+int device_create_session(struct daemon *d, const char *name);
+int device_retrieve_session(struct daemon *d, const char *name);
 
 /* client.c */
 void client_accept(struct daemon *d, struct watch *w, uint32_t events);

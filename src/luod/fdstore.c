@@ -196,17 +196,14 @@ int fdstore_store_manifest(struct daemon *d, const char *manifest_text,
 }
 
 /*
- * Second step: systemd-shutdown carries the stored fds across the kexec
- * and needs /dev/liveupdate for that, so luod lets go of the device and
- * asks systemd for the kexec. On failure the manifest leaves the store and
- * luod takes the device back.
+ * Second step: luod asks systemd for the kexec; systemd-shutdown carries
+ * the stored fds across it. On failure the manifest leaves the store.
  */
 int fdstore_kexec(struct daemon *d, const char *manifest_name, char *err,
 		  size_t errlen)
 {
 	int r;
 
-	d->dev_fd = safe_close(d->dev_fd);
 	r = systemd_kexec();
 	if (r == 0)
 		return 0;
@@ -214,10 +211,5 @@ int fdstore_kexec(struct daemon *d, const char *manifest_name, char *err,
 		err, errlen,
 		"systemctl --no-block kexec failed (see luod's log); nothing was rebooted");
 	fdstore_forget_manifest(manifest_name);
-	if (daemon_open_device(d) < 0)
-		log_error(
-			"cannot open %s again after the failed systemctl kexec: luod can neither create nor "
-			"claim sessions until it is restarted (the sessions themselves are held)",
-			d->cfg.device_path);
 	return r;
 }

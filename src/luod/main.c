@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * luod: the machine's live update agent. It holds /dev/liveupdate for its
- * whole life, hands LUO sessions to clients over a Unix socket and performs
- * the kexec once every subscriber is ready. One thread, one epoll loop.
+ * luod: the machine's live update agent. It hands LUO sessions to clients
+ * over a Unix socket, opening /dev/liveupdate only for the ioctl that makes
+ * or retrieves one, and performs the kexec once every subscriber is ready.
+ * One thread, one epoll loop.
  */
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -27,7 +29,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: luod [OPTIONS]\n"
 		"\n"
-		"The live update agent: holds /dev/liveupdate, hands LUO sessions to\n"
+		"The live update agent: hands LUO sessions from /dev/liveupdate to\n"
 		"clients on a Unix socket, and performs the kexec when all are ready.\n"
 		"\n"
 		"Options:\n"
@@ -89,7 +91,9 @@ static const char *config_arg(int argc, char **argv)
 	return path;
 }
 
-static void print_settings(const struct config *cfg)
+static void resolve_reboot_mode(struct config *cfg);
+
+static void print_settings(struct config *cfg)
 {
 	struct group *g = cfg->have_admin_gid ? getgrgid(cfg->admin_gid) : NULL;
 
@@ -114,10 +118,50 @@ static void print_settings(const struct config *cfg)
 		printf("admin_group = %u\n", (unsigned)cfg->admin_gid);
 	else
 		printf("admin_group =\n");
-	printf("reboot_mode = %s\n"
-	       "log_level = %s\n",
-	       reboot_mode_name(cfg->reboot_mode),
-	       log_level_name(cfg->log_level));
+	printf("reboot_mode = %s\n",
+	       reboot_mode_name(cfg->reboot_mode));
+	if (cfg->reboot_mode == REBOOT_AUTO) {
+		resolve_reboot_mode(cfg);
+		printf("# in force: reboot_mode = %s (%s)\n",
+		       reboot_mode_name(cfg->reboot_mode), cfg->reboot_mode_why);
+	}
+	printf("log_level = %s\n", log_level_name(cfg->log_level));
+}
+
+/*
+ * auto: systemd's way when systemd can carry luod's sessions (>= 261, and
+ * an fd store for luod), since luod's own reboot would skip systemd-shutdown
+ * and lose every other unit's preserved fd store; else luod's own.
+ */
+static void resolve_reboot_mode(struct config *cfg)
+{
+	char *why = cfg->reboot_mode_why;
+	size_t len = sizeof(cfg->reboot_mode_why);
+	int v;
+
+	if (getenv("NOTIFY_SOCKET")) {
+		v = systemd_version();
+		cfg->systemd_version = v > 0 ? v : 0;
+	}
+	if (cfg->reboot_mode != REBOOT_AUTO) {
+		snprintf(why, len, "set in %s",
+			 cfg->config_path ? cfg->config_path : "luod's options");
+		return;
+	}
+	if (!notify_fdstore_enabled()) {
+		cfg->reboot_mode = REBOOT_DIRECT;
+		snprintf(why, len,
+			 "auto: luod does not run as a systemd service with an fd store");
+		return;
+	}
+	v = cfg->systemd_version ? cfg->systemd_version : -ENOENT;
+	cfg->reboot_mode = v >= 261 ? REBOOT_SYSTEMD : REBOOT_DIRECT;
+	if (v < 0)
+		snprintf(why, len, "auto: systemctl --version did not say systemd's version");
+	else
+		snprintf(why, len, "auto: systemd %d %s", v,
+			 v >= 261 ? "carries fd stores across systemctl kexec" :
+				    "is older than 261, which carries fd stores across systemctl kexec");
 }
 
 static int parse_args(struct config *cfg, int argc, char **argv)
@@ -250,41 +294,32 @@ int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events)
 								       0;
 }
 
-int daemon_open_device(struct daemon *d)
+/*
+ * One luod per machine. It used to follow from holding /dev/liveupdate;
+ * now that luod opens the device only for an ioctl, a lock in the state
+ * directory says it. The kernel drops the lock with the process.
+ */
+static int lock_state_dir(struct daemon *d)
 {
-	int fd = luo_open_device(d->cfg.device_path);
+	_cleanup_free_ char *path = NULL;
+	int fd;
 
-	switch (fd) {
-	case -ENOENT:
-		log_error(
-			"%s does not exist: this kernel has no Live Update Orchestrator. "
-			"Boot a kernel built with CONFIG_LIVEUPDATE=y and CONFIG_KEXEC_HANDOVER=y, "
-			"with 'liveupdate=on kho=on' on its command line",
-			d->cfg.device_path);
-		return fd;
-	case -EBUSY:
-		log_error(
-			"%s is held by another process (only one may open it). Is another agent running, "
-			"such as systemd (FileDescriptorStorePreserve) or a second luod? Stop it first",
-			d->cfg.device_path);
-		return fd;
-	case -EIO:
-		log_error(
-			"%s: the kernel could not read the sessions handed over by the previous kernel (EIO); "
-			"see dmesg. Preserved state from the last update is lost",
-			d->cfg.device_path);
-		return fd;
-	case -EACCES:
-	case -EPERM:
-		log_error("%s: permission denied; luod must run as root",
-			  d->cfg.device_path);
-		return fd;
-	default:
-		if (fd < 0)
-			return log_errno(fd, "cannot open %s",
-					 d->cfg.device_path);
+	if (asprintf(&path, "%s/luod.lock", d->cfg.state_dir) < 0)
+		return log_errno(-ENOMEM, "cannot lock the state directory");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return log_errno(-errno, "cannot open %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = -errno;
+
+		close(fd);
+		if (r != -EWOULDBLOCK)
+			return log_errno(r, "cannot lock %s", path);
+		log_error("another luod is running with state directory %s; stop it first (see luod(8))",
+			  d->cfg.state_dir);
+		return r;
 	}
-	d->dev_fd = fd;
+	d->lock_fd = fd;
 	return 0;
 }
 
@@ -347,8 +382,8 @@ static int listen_socket(struct daemon *d)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return log_errno(-errno, "socket()");
-	/* A stale socket from a crashed luod: we hold /dev/liveupdate, so no
-	 * other luod can be serving it. */
+	/* A stale socket from a crashed luod: we hold luod.lock, so no other
+	 * luod can be serving it. */
 	unlink(sa.sun_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return log_errno(-errno, "cannot bind %s", sa.sun_path);
@@ -490,11 +525,11 @@ int main(int argc, char **argv)
 			.idle_timeout_s = CONF_IDLE_TIMEOUT_DEFAULT,
 			.request_rate = CONF_REQUEST_RATE_DEFAULT,
 			.grace_s = CONF_GRACE_DEFAULT,
-			.reboot_mode = REBOOT_DIRECT,
+			.reboot_mode = REBOOT_AUTO,
 			.log_level = LOG_INFO,
 		},
 		.epoll_fd = -1,
-		.dev_fd = -1,
+		.lock_fd = -1,
 		.journal_fd = -1,
 		.next_serial = 1,
 	};
@@ -518,6 +553,7 @@ int main(int argc, char **argv)
 		print_settings(&d.cfg);
 		return 0;
 	}
+	resolve_reboot_mode(&d.cfg);
 	if (d.cfg.reboot_mode == REBOOT_SYSTEMD && !notify_fdstore_enabled()) {
 		log_error(
 			"reboot_mode = systemd needs luod to run as a systemd service with a file-descriptor "
@@ -526,11 +562,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info(
-		"luod %s starting: settings from %s, reboot_mode %s, timeout %u s, "
+		"luod %s starting: settings from %s, reboot_mode %s (%s), timeout %u s, "
 		"grace_period %u s, log_level %s",
 		LUOD_VERSION,
 		d.cfg.config_path ? d.cfg.config_path : "defaults",
-		reboot_mode_name(d.cfg.reboot_mode), d.cfg.timeout_s,
+		reboot_mode_name(d.cfg.reboot_mode), d.cfg.reboot_mode_why,
+		d.cfg.timeout_s,
 		d.cfg.grace_s, log_level_name(d.cfg.log_level));
 	/* Before any other fd is opened: they are at 3 onwards. */
 	if (listen_fds_collect() < 0)
@@ -540,12 +577,12 @@ int main(int argc, char **argv)
 	d.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (d.epoll_fd < 0)
 		return log_errno(-errno, "epoll_create1"), 1;
-	if (daemon_open_device(&d) < 0)
-		return 1;
 	if (mkdir(d.cfg.state_dir, 0755) < 0 && errno != EEXIST)
 		return log_errno(-errno, "cannot create state directory %s",
 				 d.cfg.state_dir),
 		       1;
+	if (lock_state_dir(&d) < 0 || device_probe(&d) < 0)
+		return 1;
 	if (state_load(&d) < 0)
 		return 1;
 	fdstore_adopt(&d);

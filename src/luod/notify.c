@@ -131,6 +131,63 @@ bool notify_fdstore_enabled(void)
 	return getenv("NOTIFY_SOCKET") && e && atoi(e) > 0;
 }
 
+int systemd_version(void)
+{
+	FILE *f = popen("systemctl --version 2>/dev/null", "re");
+	int v = -ENOENT;
+
+	if (!f)
+		return -errno;
+	if (fscanf(f, "systemd %d", &v) != 1)
+		v = -ENOENT;
+	while (fgetc(f) != EOF) /* systemctl must not die of SIGPIPE */
+		;
+	pclose(f);
+	return v;
+}
+
+int systemd_preserved_units(char *buf, size_t len)
+{
+	FILE *f = popen("systemctl show -p Id -p FileDescriptorStorePreserve "
+			"-p NFileDescriptorStore '*.service' 2>/dev/null",
+			"re");
+	char line[512], id[512] = "";
+	bool preserve = false;
+	unsigned n_fds = 0;
+	size_t used = 0;
+	int n = 0;
+
+	if (!f)
+		return -errno;
+	buf[0] = '\0';
+	/* Blocks of KEY=VALUE lines, one per unit, a blank line after each. */
+	for (bool more = true; more;) {
+		more = fgets(line, sizeof(line), f) != NULL;
+		line[strcspn(line, "\n")] = '\0';
+		if (more && line[0]) {
+			if (!strncmp(line, "Id=", 3))
+				snprintf(id, sizeof(id), "%s", line + 3);
+			else if (!strncmp(line, "FileDescriptorStorePreserve=", 28))
+				preserve = streq(line + 28, "yes");
+			else if (!strncmp(line, "NFileDescriptorStore=", 21))
+				n_fds = (unsigned)atoi(line + 21);
+			continue;
+		}
+		if (id[0] && preserve && n_fds && !streq(id, "luod.service")) {
+			if (used < len)
+				used += (size_t)snprintf(buf + used, len - used,
+							 "%s%s (%u fds)",
+							 n ? ", " : "", id, n_fds);
+			n++;
+		}
+		id[0] = '\0';
+		preserve = false;
+		n_fds = 0;
+	}
+	pclose(f);
+	return n;
+}
+
 static bool fdname_valid(const char *name)
 {
 	size_t n = strlen(name);

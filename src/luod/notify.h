@@ -35,6 +35,12 @@ _printf_(1, 2) int notify_stopping(const char *fmt, ...);
  * A name is 1..255 printable ASCII characters without ':'.
  */
 bool notify_fdstore_enabled(void);
+/* The service manager's version ("systemd 262 (...)"), or -errno. */
+int systemd_version(void);
+/* Units other than luod.service whose fd store systemctl kexec would carry
+ * (FileDescriptorStorePreserve=yes, fds stored), as "a.service (2 fds), ..."
+ * in buf; their number, or -errno. */
+int systemd_preserved_units(char *buf, size_t len);
 int notify_fdstore_push(const char *name, int fd);
 int notify_fdstore_remove(const char *name);
 /* FDNAME_SESSION_PREFIX + kernel_name, with ':' (not allowed) as '_'. */

@@ -75,7 +75,7 @@ int session_create(struct daemon *d, const char *client, const char *name,
 	for (int tries = 0; tries < 1000 && fd == -EEXIST; tries++) {
 		make_kernel_name(s->kernel_name, d->next_serial++, client,
 				 name);
-		fd = luo_create_session(d->dev_fd, s->kernel_name);
+		fd = device_create_session(d, s->kernel_name);
 	}
 	if (fd < 0) {
 		free(s);
@@ -110,7 +110,7 @@ int session_claim(struct daemon *d, struct session *s)
 		return 0;
 	/* systemd retrieved it already if it carried it across the kexec. */
 	fd = s->fd >= 0 ? s->fd :
-			  luo_retrieve_session(d->dev_fd, s->kernel_name);
+			  device_retrieve_session(d, s->kernel_name);
 	if (fd < 0)
 		return log_errno(
 			fd,
@@ -201,7 +201,7 @@ void session_release(struct daemon *d, struct session *s, const char *why)
 	if (s->state == SESSION_INCOMING && s->fd >= 0) {
 		luo_finish(s->fd); /* retrieved by systemd for luod */
 	} else if (s->state == SESSION_INCOMING) {
-		int fd = luo_retrieve_session(d->dev_fd, s->kernel_name);
+		int fd = device_retrieve_session(d, s->kernel_name);
 
 		if (fd >= 0) {
 			luo_finish(fd);

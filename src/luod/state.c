@@ -346,7 +346,7 @@ int state_load(struct daemon *d)
 	char stored[FDNAME_MAX + 1];
 	int r;
 
-	sfd = luo_retrieve_session(d->dev_fd, LUOD_STATE_SESSION);
+	sfd = device_retrieve_session(d, LUOD_STATE_SESSION);
 	if (sfd >= 0) {
 		mfd = luo_retrieve_fd(sfd, LUOD_STATE_TOKEN);
 		if (mfd < 0)
@@ -413,7 +413,7 @@ int state_preserve(struct daemon *d, const char *text, int *state_session_fd)
 	r = write_all(mfd, text, strlen(text));
 	if (r < 0)
 		return log_errno(r, "cannot write the manifest memfd");
-	sfd = luo_create_session(d->dev_fd, LUOD_STATE_SESSION);
+	sfd = device_create_session(d, LUOD_STATE_SESSION);
 	if (sfd < 0)
 		return log_errno(sfd, "cannot create luod's state session %s",
 				 LUOD_STATE_SESSION);

@@ -182,7 +182,7 @@ static void test_conf_all_keys(void **state)
 	/* The last of two lines wins; an empty admin_group means root only. */
 	assert_int_equal(apply(&cfg,
 			       "[luod]\nreboot_mode = systemd\n"
-			       "reboot_mode = direct\nadmin_group =\n"
+			       "reboot_mode = auto\nreboot_mode = direct\nadmin_group =\n"
 			       "admin_group = 4242\nadmin_group=\n",
 			       err, sizeof(err)),
 			 0);
@@ -274,7 +274,7 @@ static void test_conf_refuses(void **state)
 		  "admin_group: no group named 'no-such-group-luod-test'; create it" },
 		{ "admin_group = 99999999999", -EINVAL, "admin_group:" },
 		{ "reboot_mode = kexec", -EINVAL,
-		  "reboot_mode: 'kexec' is neither 'direct' nor 'systemd'" },
+		  "reboot_mode: 'kexec' is not 'auto', 'direct' or 'systemd'" },
 		{ "reboot_mode = Direct", -EINVAL, "'Direct'" },
 		{ "log_level = loud", -EINVAL,
 		  "log_level: 'loud' is not one of error, warning, notice, info, debug" },
@@ -364,6 +364,7 @@ static void test_names(void **state)
 {
 	assert_string_equal(reboot_mode_name(REBOOT_DIRECT), "direct");
 	assert_string_equal(reboot_mode_name(REBOOT_SYSTEMD), "systemd");
+	assert_string_equal(reboot_mode_name(REBOOT_AUTO), "auto");
 	assert_string_equal(log_level_name(LOG_NOTICE), "notice");
 	assert_string_equal(log_level_name(LOG_DEBUG), "debug");
 	assert_string_equal(log_level_name(LOG_ALERT), "?");
