@@ -5,6 +5,7 @@
  * a memfd across `systemctl kexec` (FileDescriptorStorePreserve=yes).
  *
  *   fdstore-holder [--size BYTES] [--state FILE]
+ *                  [--luo-session NAME | --allocate NAME]
  *
  * Started with no fd named "data" in LISTEN_FDS, it creates a memfd of
  * BYTES (default 64 MiB), writes every page with a seeded pattern, pushes
@@ -12,7 +13,17 @@
  * barrier), and writes "stored SIZE SHA256" to FILE (default
  * /run/fdstore-holder.state). Started with it, it checks the fd is a memfd
  * of the same size holding the same pattern, and writes "restored SIZE
- * SHA256 PATH" (PATH: what /proc/self/fd says of it) or "bad REASON". Either way it then reports READY=1 and waits.
+ * SHA256 PATH" (PATH: what /proc/self/fd says of it) or "bad REASON".
+ * Either way it then reports READY=1 and waits.
+ *
+ * With --luo-session or --allocate the memfd goes into a LUO session that
+ * systemd >= 262 made, as token 1, instead of straight into the store:
+ * --luo-session takes the session systemd passed for the unit's
+ * LUOSession=NAME, --allocate asks PID 1 for one over Varlink
+ * (io.systemd.Manager.AllocateLUOSession) and pushes it to the store as
+ * FDNAME=NAME. After the kexec the session comes back through LISTEN_FDS
+ * under NAME, and the memfd is retrieved from it and checked. A PID 1
+ * without the method makes it report "unsupported REASON".
  */
 #include <getopt.h>
 #include <openssl/evp.h>
@@ -22,9 +33,16 @@
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <json-c/json.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
+#include "fdmsg.h"
+#include "luo.h"
 #include "util.h"
+
+#define SESSION_TOKEN 1
 
 static uint64_t mix(uint64_t x)
 {
@@ -86,14 +104,14 @@ static int sha256_hex(const void *p, size_t len, char out[65])
 	return 0;
 }
 
-static int stored_fd(void)
+static int stored_fd(const char *want)
 {
 	char **names = NULL;
 	int n = sd_listen_fds_with_names(true, &names);
 	int fd = -1;
 
 	for (int i = 0; i < n; i++) {
-		if (fd < 0 && streq(names[i], "data"))
+		if (fd < 0 && streq(names[i], want))
 			fd = SD_LISTEN_FDS_START + i;
 		else
 			close(SD_LISTEN_FDS_START + i);
@@ -104,11 +122,104 @@ static int stored_fd(void)
 	return fd;
 }
 
+/* PID 1's Varlink method: a new LUO session named name, or -1 after
+ * report(). */
+static int allocate_session(const char *name)
+{
+	static const char path[] = "/run/systemd/io.systemd.Manager";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct json_object *call, *reply = NULL, *params, *idx;
+	_cleanup_close_ int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char buf[4096];
+	size_t got = 0;
+	const char *text;
+	int fd = -1;
+
+	strcpy(sa.sun_path, path);
+	if (sock < 0 || connect(sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		report("bad cannot connect to %s: %m", path);
+		return -1;
+	}
+	call = json_object_new_object();
+	params = json_object_new_object();
+	json_object_object_add(params, "name", json_object_new_string(name));
+	json_object_object_add(call, "method",
+			       json_object_new_string("io.systemd.Manager.AllocateLUOSession"));
+	json_object_object_add(call, "parameters", params);
+	text = json_object_to_json_string_ext(call, JSON_C_TO_STRING_PLAIN);
+	/* Varlink: one JSON object, ended by a NUL byte. */
+	if (write_all(sock, text, strlen(text) + 1) < 0) {
+		report("bad cannot send AllocateLUOSession: %m");
+		json_object_put(call);
+		return -1;
+	}
+	json_object_put(call);
+	while (got < sizeof(buf) - 1 && !memchr(buf, '\0', got)) {
+		int one = -1;
+		ssize_t n = fdmsg_recv(sock, buf + got, sizeof(buf) - got, &one);
+
+		if (n <= 0) {
+			report("bad no reply to AllocateLUOSession (%s)",
+			       n < 0 ? strerror((int)-n) : "end of stream");
+			safe_close(fd);
+			return -1;
+		}
+		if (one >= 0 && fd < 0)
+			fd = one;
+		else
+			safe_close(one);
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	reply = json_tokener_parse(buf);
+	/* Debian's systemd 262.1 has LUOSession= but not this method. */
+	if (reply && json_object_object_get_ex(reply, "error", &idx) &&
+	    streq(json_object_get_string(idx), "org.varlink.service.MethodNotFound")) {
+		report("unsupported PID 1 has no io.systemd.Manager.AllocateLUOSession");
+		json_object_put(reply);
+		safe_close(fd);
+		return -1;
+	}
+	if (!reply || json_object_object_get_ex(reply, "error", NULL) ||
+	    !json_object_object_get_ex(reply, "parameters", &params) ||
+	    !json_object_object_get_ex(params, "sessionFileDescriptor", &idx) ||
+	    json_object_get_int(idx) != 0 || fd < 0) {
+		report("bad AllocateLUOSession %s replied %s", name, buf);
+		json_object_put(reply);
+		safe_close(fd);
+		return -1;
+	}
+	json_object_put(reply);
+	return fd;
+}
+
+/* The session's memfd: retrieved (*restored) or a new one preserved in it. */
+static int session_memfd(int sfd, const char *name, uint64_t size,
+			 bool *restored)
+{
+	int fd = luo_retrieve_fd(sfd, SESSION_TOKEN);
+
+	*restored = fd >= 0;
+	if (fd >= 0)
+		return fd;
+	fd = memfd_create("fdstore-holder", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+		report("bad memfd_create: %m");
+		return -1;
+	}
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "size", required_argument, NULL, 's' },
 					      { "state", required_argument, NULL, 'f' },
+					      { "luo-session", required_argument, NULL, 'l' },
+					      { "allocate", required_argument, NULL, 'a' },
 					      {} };
+	const char *session = NULL;
+	bool allocate = false, restored = false;
+	int sfd = -1;
 	uint64_t size = 64ULL << 20;
 	char digest[65], link[64], target[256] = "";
 	int c, fd;
@@ -119,7 +230,10 @@ int main(int argc, char **argv)
 			size = strtoull(optarg, NULL, 0);
 		else if (c == 'f')
 			state_path = optarg;
-		else
+		else if (c == 'l' || c == 'a') {
+			session = optarg;
+			allocate = c == 'a';
+		} else
 			return 2;
 	}
 	if (size == 0 || size % 4096) {
@@ -127,8 +241,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	fd = stored_fd();
-	if (fd >= 0) {
+	if (session) {
+		sfd = stored_fd(session);
+		if (sfd < 0 && allocate)
+			sfd = allocate_session(session);
+		else if (sfd < 0)
+			report("bad no fd named %s in LISTEN_FDS: is LUOSession=%s set?",
+			       session, session);
+		if (sfd < 0)
+			goto wait;
+		fd = session_memfd(sfd, session, size, &restored);
+		if (fd < 0)
+			goto wait;
+	} else {
+		fd = stored_fd("data");
+		restored = fd >= 0;
+	}
+	if (restored) {
 		struct stat st;
 
 		struct statfs sfs;
@@ -146,7 +275,7 @@ int main(int argc, char **argv)
 			report("bad the stored memfd has %jd bytes, not %" PRIu64, (intmax_t)st.st_size, size);
 			goto wait;
 		}
-	} else {
+	} else if (!session) {
 		fd = memfd_create("fdstore-holder", MFD_CLOEXEC);
 		if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
 			report("bad memfd_create: %m");
@@ -168,6 +297,9 @@ int main(int argc, char **argv)
 			report("bad SHA-256 failed");
 		else
 			report("restored %" PRIu64 " %s %s", size, digest, target);
+		/* Ownership back: the kernel forgets the session's files. */
+		if (sfd >= 0 && luo_finish(sfd) < 0)
+			report("bad LIVEUPDATE_SESSION_FINISH on %s: %m", session);
 		goto wait;
 	}
 
@@ -176,7 +308,20 @@ int main(int argc, char **argv)
 		report("bad SHA-256 failed");
 		return 1;
 	}
-	c = sd_pid_notify_with_fds(0, false, "FDSTORE=1\nFDNAME=data", &fd, 1);
+	if (session) {
+		char msg[128];
+
+		c = luo_preserve_fd(sfd, fd, SESSION_TOKEN);
+		if (c < 0) {
+			report("bad LIVEUPDATE_SESSION_PRESERVE_FD into %s: %s", session, strerror(-c));
+			goto wait;
+		}
+		/* A LUOSession= session is in the store already. */
+		snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", session);
+		c = allocate ? sd_pid_notify_with_fds(0, false, msg, &sfd, 1) : 1;
+	} else {
+		c = sd_pid_notify_with_fds(0, false, "FDSTORE=1\nFDNAME=data", &fd, 1);
+	}
 	if (c <= 0) {
 		report("bad FDSTORE=1 was not sent (%s): run me as a service with FileDescriptorStoreMax=",
 		       c < 0 ? strerror(-c) : "no $NOTIFY_SOCKET");
