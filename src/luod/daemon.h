@@ -235,6 +235,7 @@ void keeper_start(struct daemon *d);
 void keeper_hold(struct daemon *d, struct session *s);
 void keeper_drop(struct daemon *d, struct session *s);
 void keeper_detach(void);
+bool keeper_running(void);
 void keeper_reap(struct daemon *d);
 
 /* fdstore.c: systemd's fd store, and reboot_mode = systemd */

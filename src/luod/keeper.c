@@ -258,6 +258,11 @@ void keeper_start(struct daemon *d)
 		keeper_hold(d, s);
 }
 
+bool keeper_running(void)
+{
+	return keeper_sock >= 0;
+}
+
 /* luod stops: the keeper goes on holding everything for the next luod. */
 void keeper_detach(void)
 {

@@ -485,18 +485,24 @@ static void run(struct daemon *d)
 
 static void shutdown_daemon(struct daemon *d)
 {
-	unsigned out = sessions_count(d, SESSION_OUTGOING);
+	unsigned out = sessions_count(d, SESSION_OUTGOING), unkept = 0;
+	bool keeper = keeper_running();
 
+	for (struct session *s = d->sessions; s; s = s->next)
+		unkept += s->state == SESSION_OUTGOING && !s->in_fdstore;
 	/* Before any session is closed here: luod-keeper keeps them all. */
 	keeper_detach();
 	for (struct client *c = d->clients; c; c = c->next)
 		client_drop(d, c, "luod is shutting down");
 	clients_reap(d);
-	if (out)
-		log_warning(
-			"exiting while holding %u outgoing sessions: luod-keeper keeps them for the next luod "
-			"(without it, only those their clients hold open would survive)",
-			out);
+	/* A problem only when no custodian keeps them for the next luod. */
+	if (unkept && !keeper)
+		log_warning("exiting while holding %u outgoing sessions that only their clients keep now, "
+			    "as luod-keeper is not running (see luod(8), CUSTODIANS)",
+			    unkept);
+	else if (out)
+		log_notice("exiting while holding %u outgoing sessions: %s keeps them for the next luod",
+			   out, unkept ? "luod-keeper" : "systemd's fd store");
 	state_save_run(d);
 	sessions_free(d);
 	client_ids_free(d);
@@ -587,6 +593,13 @@ int main(int argc, char **argv)
 		return 1;
 	fdstore_adopt(&d);
 	keeper_start(&d);
+	/* Only now: systemd's fd store and luod-keeper have handed back theirs. */
+	for (struct session *s = d.sessions; s; s = s->next)
+		if (session_detached(s))
+			log_warning("session %s/%s (%s, %s) is detached: luod restarted without a copy of it, so it "
+				    "survives only if its client still holds it and re-attaches it (see luod(8))",
+				    s->client, s->name, s->kernel_name,
+				    session_state_name(s->state));
 	if (limits_init(&d) < 0 || setup_signals_and_timer(&d) < 0 ||
 	    listen_socket(&d) < 0)
 		return 1;

@@ -16,6 +16,8 @@
 #include "log.h"
 #include "notify.h"
 
+#include <json-c/json.h>
+
 #if HAVE_LIBSYSTEMD && !defined(LUOD_NO_LIBSYSTEMD)
 #define USE_LIBSYSTEMD 1
 #include <systemd/sd-daemon.h>
@@ -146,6 +148,59 @@ int systemd_version(void)
 	return v;
 }
 
+/*
+ * Of the fds in unit's store, those systemd-shutdown can carry across the
+ * kexec: memfds (one LUO gave back reads "/ (deleted)") and LUO sessions.
+ * journald's sockets, say, are lost in either reboot mode. Without
+ * systemd-analyze, every fd counts.
+ */
+static int unit_carried_fds(const char *unit, unsigned stored)
+{
+	char cmd[600], *text = NULL;
+	size_t cap = 0, len = 0;
+	struct json_object *fds;
+	FILE *f;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "systemd-analyze fdstore --json=short '%s' 2>/dev/null", unit);
+	f = popen(cmd, "re");
+	if (!f)
+		return (int)stored;
+	for (int c; (c = fgetc(f)) != EOF;) {
+		if (len + 1 >= cap) {
+			char *t = realloc(text, cap = cap ? 2 * cap : 4096);
+
+			if (!t)
+				break;
+			text = t;
+		}
+		text[len++] = (char)c;
+	}
+	if (pclose(f) != 0 || !text) {
+		free(text);
+		return (int)stored;
+	}
+	text[len] = '\0';
+	fds = json_tokener_parse(text);
+	free(text);
+	if (!json_object_is_type(fds, json_type_array)) {
+		json_object_put(fds);
+		return (int)stored;
+	}
+	for (size_t i = 0; i < json_object_array_length(fds); i++) {
+		struct json_object *path;
+		const char *p;
+
+		if (!json_object_object_get_ex(json_object_array_get_idx(fds, i), "path", &path))
+			continue;
+		p = json_object_get_string(path);
+		n += p && (!strncmp(p, "/memfd:", 7) || streq(p, "/ (deleted)") ||
+			   !strncmp(p, "anon_inode:[luo_session]", 24));
+	}
+	json_object_put(fds);
+	return n;
+}
+
 int systemd_preserved_units(char *buf, size_t len)
 {
 	FILE *f = popen("systemctl show -p Id -p FileDescriptorStorePreserve "
@@ -173,11 +228,13 @@ int systemd_preserved_units(char *buf, size_t len)
 				n_fds = (unsigned)atoi(line + 21);
 			continue;
 		}
-		if (id[0] && preserve && n_fds && !streq(id, "luod.service")) {
+		if (id[0] && preserve && n_fds && !streq(id, "luod.service") &&
+		    (n_fds = (unsigned)unit_carried_fds(id, n_fds)) > 0) {
 			if (used < len)
 				used += (size_t)snprintf(buf + used, len - used,
-							 "%s%s (%u fds)",
-							 n ? ", " : "", id, n_fds);
+							 "%s%s (%u fd%s)",
+							 n ? ", " : "", id, n_fds,
+							 n_fds == 1 ? "" : "s");
 			n++;
 		}
 		id[0] = '\0';

@@ -38,7 +38,8 @@ bool notify_fdstore_enabled(void);
 /* The service manager's version ("systemd 262 (...)"), or -errno. */
 int systemd_version(void);
 /* Units other than luod.service whose fd store systemctl kexec would carry
- * (FileDescriptorStorePreserve=yes, fds stored), as "a.service (2 fds), ..."
+ * (FileDescriptorStorePreserve=yes, memfds or LUO sessions stored), as
+ * "a.service (2 fds), ..."
  * in buf; their number, or -errno. */
 int systemd_preserved_units(char *buf, size_t len);
 int notify_fdstore_push(const char *name, int fd);

@@ -75,12 +75,6 @@ static int manifest_to_daemon(struct daemon *d, const struct manifest *m,
 					 SESSION_OUTGOING;
 		s->fd = -1;
 		s->left = ms->left && s->state == SESSION_OUTGOING;
-		if (session_detached(s))
-			log_warning(
-				"session %s/%s (%s, %s) is detached: luod restarted; it survives only if its client "
-				"still holds it, and comes back when the client re-attaches it",
-				ms->client, ms->name, ms->kernel_name,
-				session_state_name(s->state));
 		if (session_link(d, s) < 0) {
 			free(s);
 			return -ENOMEM;
