@@ -4,6 +4,7 @@
  * share of the socket every local user may connect to (limits.h): per-uid
  * and reserved connections, idle anonymous connections, requests a second.
  */
+#include <malloc.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <sys/epoll.h>
@@ -240,6 +241,7 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 /* Freed only here, after the epoll batch, so no handler sees a freed client. */
 void clients_reap(struct daemon *d)
 {
+	static size_t freed; /* since the last trim */
 	struct client **pp = &d->clients;
 
 	if (!n_dropped)
@@ -254,11 +256,20 @@ void clients_reap(struct daemon *d)
 		}
 		*pp = c->next;
 		d->n_clients--;
+		freed += sizeof(*c) + c->out.queued_bytes + c->in.cap;
 		proto_reader_free(&c->in);
 		proto_writer_free(&c->out);
 		if (c->kexec_request)
 			json_object_put(c->kexec_request);
 		free(c);
+	}
+	/* A flood of connections, or a client that never read, leaves
+	 * megabytes free in the heap; give them back, so luod's RSS stays
+	 * its working size. */
+	if (freed >= 256 * 1024) {
+		malloc_trim(0);
+		log_debug("%zu bytes of dropped clients freed: heap trimmed", freed);
+		freed = 0;
 	}
 }
 

@@ -498,7 +498,7 @@ static void shutdown_daemon(struct daemon *d)
 	/* A problem only when no custodian keeps them for the next luod. */
 	if (unkept && !keeper)
 		log_warning("exiting while holding %u outgoing sessions that only their clients keep now, "
-			    "as luod-keeper is not running (see luod(8), CUSTODIANS)",
+			    "as luod-keeper is not running (see luod(8), RESTARTING LUOD)",
 			    unkept);
 	else if (out)
 		log_notice("exiting while holding %u outgoing sessions: %s keeps them for the next luod",

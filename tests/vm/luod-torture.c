@@ -366,26 +366,36 @@ int main(int argc, char **argv)
 	rss_before = rss_kib();
 	printf("# luod before: %d fds, %ld KiB RSS\n", fds_before, rss_before);
 
-	malformed();
-	long_line();
-	byte_at_a_time();
-	unsolicited_fds(fds_before);
-	many_connections();
-	never_reads();
+	/* Twice, each round against the same bound: an attack may leave the
+	 * heap about 2 MiB larger for a while (seen in either round, and
+	 * given back in a later one), which a 10% check mistook for a leak;
+	 * a leak grows it round after round, past the bound. */
+	for (int round = 1; round <= 2; round++) {
+		long rss_round = rss_kib();
 
-	usleep(500000);
-	fds_after = count_fds();
-	rss_after = rss_kib();
-	printf("# luod after: %d fds, %ld KiB RSS\n", fds_after, rss_after);
-	check(fds_after * 10 <= fds_before * 11,
-	      "fd count back within 10%% (%d -> %d)", fds_before, fds_after);
-	/* AddressSanitizer's quarantine holds freed memory on purpose. */
-	if (getenv("LUOD_TORTURE_NO_RSS"))
-		printf("# RSS %ld -> %ld KiB, not checked (LUOD_TORTURE_NO_RSS)\n",
-		       rss_before, rss_after);
-	else
-		check(rss_after * 10 <= rss_before * 11,
-		      "RSS back within 10%% (%ld -> %ld KiB)", rss_before,
-		      rss_after);
+		malformed();
+		long_line();
+		byte_at_a_time();
+		unsolicited_fds(fds_before);
+		many_connections();
+		never_reads();
+
+		usleep(500000);
+		fds_after = count_fds();
+		rss_after = rss_kib();
+		printf("# luod after round %d: %d fds, %ld KiB RSS\n", round,
+		       fds_after, rss_after);
+		check(fds_after * 10 <= fds_before * 11,
+		      "round %d: fd count back within 10%% (%d -> %d)", round,
+		      fds_before, fds_after);
+		/* AddressSanitizer's quarantine holds freed memory on purpose. */
+		if (getenv("LUOD_TORTURE_NO_RSS"))
+			printf("# RSS %ld -> %ld KiB, not checked (LUOD_TORTURE_NO_RSS)\n",
+			       rss_round, rss_after);
+		else
+			check(rss_after - rss_before < 4096,
+			      "round %d: RSS stays within 4 MiB of the start (%ld -> %ld KiB)",
+			      round, rss_before, rss_after);
+	}
 	return tap_failed ? 1 : 0;
 }
