@@ -2,10 +2,11 @@
 /*
  * fake-systemd: a stand-in for what systemd does for luod.socket and
  * luod.service, for the test guest, which has no systemd. The fd store
- * across `systemctl kexec` (FileDescriptorStorePreserve=yes) needs systemd
- * >= 261, which Debian bookworm and trixie do not ship, so it is emulated
+ * across `systemctl kexec` (FileDescriptorStorePreserve=yes) is emulated
  * here too. It is not systemd: it follows systemd's documented protocols
- * only as far as luod uses them.
+ * only as far as luod uses them. The Debian guest runs the real systemd
+ * 262 (debian-coexist); this stays for the busybox suite and for what the
+ * real one cannot be made to do on demand, such as a failing kexec.
  *
  *   fake-systemd SOCKET LOG -- PROGRAM [ARGS...]
  *
