@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
+#include <math.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -287,6 +288,33 @@ static int session_from_json(struct json_object *so, struct manifest_session *s)
 	return 0;
 }
 
+/* json-c reads 1E400 as inf and would write it back as "inf", which is not
+ * JSON: a timeline with one would make the next manifest unreadable. The
+ * tokener's depth limit bounds the recursion. */
+static bool all_finite(struct json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_double:
+		return isfinite(json_object_get_double(v));
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (!all_finite(json_object_array_get_idx(v, i)))
+				return false;
+		return true;
+	case json_type_object: {
+		json_object_object_foreach(v, k, e)
+		{
+			(void)k;
+			if (!all_finite(e))
+				return false;
+		}
+		return true;
+	}
+	default:
+		return true;
+	}
+}
+
 static int timeline_ok(struct json_object *o, const char *key,
 		       struct json_object **out)
 {
@@ -301,7 +329,7 @@ static int timeline_ok(struct json_object *o, const char *key,
 		struct json_object *e = json_object_array_get_idx(v, i);
 
 		if (!json_object_is_type(e, json_type_object) ||
-		    !proto_get_string(e, "event"))
+		    !proto_get_string(e, "event") || !all_finite(e))
 			return -1;
 	}
 	*out = json_object_get(v);
