@@ -757,7 +757,7 @@ static void cmd_kexec(struct request *q)
 	/* luod's own reboot skips systemd-shutdown, which is what carries the
 	 * other units' fd stores across the kexec. */
 	if (d->cfg.reboot_mode == REBOOT_DIRECT && !force &&
-	    d->cfg.systemd_version >= 261 &&
+	    systemd_version() >= 261 &&
 	    systemd_preserved_units(left, sizeof(left)) > 0) {
 		fail(q, PROTO_E_STATE,
 		     "reboot_mode = direct skips systemd-shutdown, so these units would lose the fd stores "

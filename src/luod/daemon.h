@@ -110,7 +110,6 @@ struct config {
 	const char *config_path; /* the luod.conf read; NULL if none */
 	enum reboot_mode reboot_mode;
 	char reboot_mode_why[160]; /* why the mode in force is in force */
-	int systemd_version; /* the service manager's, if systemd; else 0 */
 	int log_level; /* LOG_ERR .. LOG_DEBUG */
 };
 

@@ -139,10 +139,6 @@ static void resolve_reboot_mode(struct config *cfg)
 	size_t len = sizeof(cfg->reboot_mode_why);
 	int v;
 
-	if (getenv("NOTIFY_SOCKET")) {
-		v = systemd_version();
-		cfg->systemd_version = v > 0 ? v : 0;
-	}
 	if (cfg->reboot_mode != REBOOT_AUTO) {
 		snprintf(why, len, "set in %s",
 			 cfg->config_path ? cfg->config_path : "luod's options");
@@ -154,7 +150,7 @@ static void resolve_reboot_mode(struct config *cfg)
 			 "auto: luod does not run as a systemd service with an fd store");
 		return;
 	}
-	v = cfg->systemd_version ? cfg->systemd_version : -ENOENT;
+	v = systemd_version();
 	cfg->reboot_mode = v >= 261 ? REBOOT_SYSTEMD : REBOOT_DIRECT;
 	if (v < 0)
 		snprintf(why, len, "auto: systemctl --version did not say systemd's version");

@@ -135,12 +135,17 @@ bool notify_fdstore_enabled(void)
 
 int systemd_version(void)
 {
-	FILE *f = popen("systemctl --version 2>/dev/null", "re");
-	int v = -ENOENT;
+	static int v; /* 0: not asked yet */
+	FILE *f;
 
+	if (v)
+		return v;
+	if (!getenv("NOTIFY_SOCKET"))
+		return v = -ENOENT;
+	f = popen("systemctl --version 2>/dev/null", "re");
 	if (!f)
 		return -errno;
-	if (fscanf(f, "systemd %d", &v) != 1)
+	if (fscanf(f, "systemd %d", &v) != 1 || v <= 0)
 		v = -ENOENT;
 	while (fgetc(f) != EOF) /* systemctl must not die of SIGPIPE */
 		;
@@ -156,8 +161,7 @@ int systemd_version(void)
  */
 static int unit_carried_fds(const char *unit, unsigned stored)
 {
-	char cmd[600], *text = NULL;
-	size_t cap = 0, len = 0;
+	char cmd[600];
 	struct json_object *fds;
 	FILE *f;
 	int n = 0;
@@ -166,24 +170,8 @@ static int unit_carried_fds(const char *unit, unsigned stored)
 	f = popen(cmd, "re");
 	if (!f)
 		return (int)stored;
-	for (int c; (c = fgetc(f)) != EOF;) {
-		if (len + 1 >= cap) {
-			char *t = realloc(text, cap = cap ? 2 * cap : 4096);
-
-			if (!t)
-				break;
-			text = t;
-		}
-		text[len++] = (char)c;
-	}
-	if (pclose(f) != 0 || !text) {
-		free(text);
-		return (int)stored;
-	}
-	text[len] = '\0';
-	fds = json_tokener_parse(text);
-	free(text);
-	if (!json_object_is_type(fds, json_type_array)) {
+	fds = json_object_from_fd(fileno(f)); /* reads to the end */
+	if (pclose(f) != 0 || !json_object_is_type(fds, json_type_array)) {
 		json_object_put(fds);
 		return (int)stored;
 	}

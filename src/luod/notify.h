@@ -35,7 +35,8 @@ _printf_(1, 2) int notify_stopping(const char *fmt, ...);
  * A name is 1..255 printable ASCII characters without ':'.
  */
 bool notify_fdstore_enabled(void);
-/* The service manager's version ("systemd 262 (...)"), or -errno. */
+/* The version of the systemd running luod ("systemd 262 (...)"), asked
+ * once; -ENOENT when luod is not a systemd service. */
 int systemd_version(void);
 /* Units other than luod.service whose fd store systemctl kexec would carry
  * (FileDescriptorStorePreserve=yes, memfds or LUO sessions stored), as

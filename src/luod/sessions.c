@@ -62,6 +62,7 @@ static void make_kernel_name(char out[64], uint64_t serial, const char *client,
 int session_create(struct daemon *d, const char *client, const char *name,
 		   uid_t uid, struct session **out)
 {
+	_cleanup_close_ int dev = -1;
 	struct session *s;
 	int fd = -EEXIST;
 
@@ -71,12 +72,18 @@ int session_create(struct daemon *d, const char *client, const char *name,
 	if (!s)
 		return -ENOMEM;
 	/* A name can still be taken in the kernel by a session from before a
-	 * luod restart: skip serials until one is free. */
-	for (int tries = 0; tries < 1000 && fd == -EEXIST; tries++) {
+	 * luod restart: skip serials until one is free, with one open of the
+	 * device for all the tries. */
+	dev = device_open(d);
+	for (int tries = 0; dev >= 0 && tries < 1000 && fd == -EEXIST;
+	     tries++) {
 		make_kernel_name(s->kernel_name, d->next_serial++, client,
 				 name);
-		fd = device_create_session(d, s->kernel_name);
+		fd = luo_create_session(dev, s->kernel_name);
 	}
+	if (dev < 0)
+		fd = dev;
+	dev = safe_close(dev); /* PID 1 may need it next */
 	if (fd < 0) {
 		free(s);
 		return fd;
