@@ -218,6 +218,9 @@ void update_progress_flush(struct daemon *d);
 void update_prepare_client(struct daemon *d, struct client *c);
 void timeline_add(struct daemon *d, const char *event, const char *client,
 		  const char *name);
+/* An event that happened at t_us (CLOCK_REALTIME), not now. */
+void timeline_add_at(struct daemon *d, const char *event, const char *client,
+		     const char *name, uint64_t t_us);
 const char *phase_name(enum update_phase p);
 
 /* state.c: luod's manifest across kexec and restarts */

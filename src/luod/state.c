@@ -322,6 +322,9 @@ static int load_across_kexec(struct daemon *d, int mfd, const char *from)
 	manifest_clear(&m);
 	if (r < 0)
 		return r;
+	/* When this kernel started, in the old kernel's terms: reboot to
+	 * kernel_up is the kexec itself, kernel_up to luod_up the boot. */
+	timeline_add_at(d, "kernel_up", NULL, NULL, kernel_start_us());
 	timeline_add(d, "luod_up", NULL, NULL);
 	/* The copy must be on disk before the original is let go of, or a
 	 * crash in between would forget every session. */

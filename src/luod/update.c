@@ -29,6 +29,12 @@ const char *phase_name(enum update_phase p)
 void timeline_add(struct daemon *d, const char *event, const char *client,
 		  const char *name)
 {
+	timeline_add_at(d, event, client, name, now_real_us());
+}
+
+void timeline_add_at(struct daemon *d, const char *event, const char *client,
+		     const char *name, uint64_t t_us)
+{
 	struct json_object *e = json_object_new_object();
 	struct json_object **tl = d->phase == PHASE_IDLE ? &d->last_timeline :
 							   &d->timeline;
@@ -36,7 +42,7 @@ void timeline_add(struct daemon *d, const char *event, const char *client,
 	if (!*tl)
 		*tl = json_object_new_array();
 	proto_add(&e, "event", json_object_new_string(event));
-	proto_add(&e, "t_us", json_object_new_uint64(now_real_us()));
+	proto_add(&e, "t_us", json_object_new_uint64(t_us));
 	if (client)
 		proto_add(&e, "client", json_object_new_string(client));
 	if (name)

@@ -21,6 +21,16 @@ uint64_t now_real_us(void)
 	return clock_us(CLOCK_REALTIME);
 }
 
+uint64_t kernel_start_us(void)
+{
+	struct timespec ts;
+	uint64_t boot;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	boot = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	return now_real_us() - boot;
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;

@@ -70,6 +70,8 @@ static inline bool streq(const char *a, const char *b)
 /* Monotonic and wall clocks in microseconds. */
 uint64_t now_mono_us(void);
 uint64_t now_real_us(void);
+/* CLOCK_REALTIME when this kernel started (its clock, CLOCK_BOOTTIME 0). */
+uint64_t kernel_start_us(void);
 
 /* write(2) everything or fail with -errno. */
 int write_all(int fd, const void *buf, size_t len);
