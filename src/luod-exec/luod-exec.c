@@ -31,6 +31,7 @@
 
 #include "luod.h"
 #include "log.h"
+#include "qemu.h"
 #include "util.h"
 
 #define MANIFEST_TOKEN 0
@@ -42,6 +43,10 @@
 #define EXIT_FAILED 125
 #define EXIT_CANNOT_EXEC 126
 #define EXIT_NOT_FOUND 127
+/* --qemu: the --fd that is guest RAM, and how long QEMU may take to come
+ * up and to load its state (a nested, emulated QEMU is slow). */
+#define QEMU_RAM_LABEL "ram"
+#define QEMU_START_TIMEOUT_US (180ULL * 1000 * 1000)
 
 struct mem {
 	char label[LABEL_MAX + 1];
@@ -75,6 +80,10 @@ static struct {
 	int resume_signal; /* 0: none */
 	int finish_signal; /* 0: FINISHED as soon as PROGRAM started */
 	long prepare_timeout_ms; /* 0: from luod's PREPARE */
+	bool qemu; /* PROGRAM is QEMU: save and load it over QMP */
+	bool signal_given;
+	const char *qmp_path;
+	const char *state_path;
 	char **argv;
 	struct mem mems[MAX_MEMS];
 	size_t n_mems;
@@ -93,6 +102,11 @@ static bool luod_lost; /* until luod_reconnect() succeeds */
 static uint64_t deadline_us;
 static sigset_t orig_mask;
 static char log_ident[LABEL_MAX + 16];
+/* --qemu */
+static struct qmp *qmp;
+static char **qemu_argv; /* PROGRAM's arguments and luod-exec's */
+static bool qemu_saved; /* the state file holds this update's VM */
+static char prepare_error[600]; /* why QEMU could not get ready */
 
 /* Signals */
 
@@ -608,8 +622,137 @@ static _Noreturn void exec_child(int err_fd, const char *state)
 	setenv("LUOD_EXEC_FDS", buf, 1);
 	setenv("LUOD_EXEC_STATE", state, 1);
 	setenv("LUOD_EXEC_ID", arg.id, 1);
-	execvp(arg.argv[0], arg.argv);
+	execvp(arg.argv[0], qemu_argv ?: arg.argv);
 	child_fail(err_fd, errno);
+}
+
+/* --qemu */
+
+static struct mem *qemu_ram(void)
+{
+	for (size_t i = 0; i < arg.n_mems; i++)
+		if (streq(arg.mems[i].label, QEMU_RAM_LABEL))
+			return &arg.mems[i];
+	return NULL;
+}
+
+/*
+ * QEMU's arguments and luod-exec's: guest RAM in the memfd, through
+ * procfs because QEMU 11.1's memory-backend-file cannot take an fd set,
+ * the QMP socket, and -incoming for a VM that was saved.
+ */
+static int build_qemu_argv(bool incoming)
+{
+	static char backend[128], msize[32], qmparg[PATH_MAX + 32];
+	const struct mem *ram = qemu_ram();
+	size_t n = 0, argc = 0;
+
+	while (arg.argv[argc])
+		argc++;
+	free(qemu_argv);
+	qemu_argv = calloc(argc + 11, sizeof(char *));
+	if (!qemu_argv)
+		return -ENOMEM;
+	for (size_t i = 0; i < argc; i++)
+		qemu_argv[n++] = arg.argv[i];
+	snprintf(backend, sizeof(backend),
+		 "memory-backend-file,id=luod-ram,size=%" PRIu64
+		 ",mem-path=/proc/self/fd/%d,share=on",
+		 ram->size, ram->target);
+	snprintf(msize, sizeof(msize), "%" PRIu64 "M", ram->size >> 20);
+	snprintf(qmparg, sizeof(qmparg), "unix:%s,server=on,wait=off",
+		 arg.qmp_path);
+	qemu_argv[n++] = "-object";
+	qemu_argv[n++] = backend;
+	qemu_argv[n++] = "-machine";
+	qemu_argv[n++] = "memory-backend=luod-ram";
+	qemu_argv[n++] = "-m";
+	qemu_argv[n++] = msize;
+	qemu_argv[n++] = "-qmp";
+	qemu_argv[n++] = qmparg;
+	if (incoming) {
+		qemu_argv[n++] = "-incoming";
+		qemu_argv[n++] = "defer";
+	}
+	return 0;
+}
+
+static void qemu_stop(void)
+{
+	if (prog.pid) {
+		kill(prog.pid, SIGTERM);
+		waitpid(prog.pid, &prog.status, 0);
+		prog.pid = 0;
+	}
+	qmp_close(qmp);
+	qmp = NULL;
+}
+
+/* QEMU has started: talk to it, and load the VM it is to resume. Returns
+ * 0, or luod-exec's exit status. */
+static int qemu_started(const char *state)
+{
+	uint64_t t0 = now_mono_us(), deadline = t0 + QEMU_START_TIMEOUT_US;
+	char err[512];
+	int r;
+
+	r = qmp_connect(arg.qmp_path, prog.pid, deadline, &qmp, err,
+			sizeof(err));
+	if (r == 0 && !streq(state, "new")) {
+		r = qemu_load(qmp, arg.state_path, deadline, err, sizeof(err));
+		if (r == 0) {
+			log_info("QEMU loaded the VM from %s in %.2f s; it runs again",
+				 arg.state_path,
+				 (double)(now_mono_us() - t0) / 1e6);
+			/* Used: no later start may take it for a newer one. */
+			unlink(arg.state_path);
+		}
+	}
+	if (r == 0)
+		return 0;
+	log_error("QEMU (pid %d) did not %s: %s; the VM's memory stays in session %s: run luod-exec again to retry, "
+		  "'luoctl release %s %s' drops it",
+		  (int)prog.pid, streq(state, "new") ? "start" : "resume the VM",
+		  err, arg.session, arg.id, arg.session);
+	qemu_stop();
+	return EXIT_FAILED;
+}
+
+/* PREPARE: QEMU saves the VM and quits; its exit makes luod-exec READY. */
+static void qemu_prepare(void)
+{
+	uint64_t t0 = now_mono_us(), bytes = 0;
+	char err[400], err2[400];
+	int r;
+
+	prepare_error[0] = '\0';
+	qemu_saved = false;
+	if (!qmp) {
+		snprintf(prepare_error, sizeof(prepare_error),
+			 "luod-exec %s has no QMP connection to QEMU", arg.id);
+		return;
+	}
+	r = qemu_save(qmp, arg.state_path, deadline_us, &bytes, err,
+		      sizeof(err));
+	if (r < 0) {
+		snprintf(prepare_error, sizeof(prepare_error),
+			 "QEMU (luod-exec %s) could not save the VM: %s",
+			 arg.id, err);
+		if (qemu_resume(qmp, now_mono_us() + 10000000, err2,
+				sizeof(err2)) < 0)
+			log_error("QEMU did not run the VM again after the failed save: %s",
+				  err2);
+		return;
+	}
+	qemu_saved = true;
+	log_info("QEMU saved the VM in %.2f s: %" PRIu64
+		 " bytes of state in %s, its %s of RAM left in the memfd",
+		 (double)(now_mono_us() - t0) / 1e6, bytes, arg.state_path,
+		 human_size(qemu_ram()->size));
+	r = qmp_call(qmp, "quit", NULL, NULL, deadline_us, err, sizeof(err));
+	if (r < 0 && r != -ECONNRESET)
+		log_warning("QEMU did not take quit (%s); luod-exec waits for it to exit",
+			    err);
 }
 
 /*
@@ -623,6 +766,14 @@ static int start_program(const char *state)
 	int p[2], e = 0;
 	ssize_t n;
 	pid_t pid;
+
+	if (arg.qemu) {
+		if (build_qemu_argv(!streq(state, "new")) < 0)
+			return log_errno(-ENOMEM, "QEMU's arguments"), EXIT_FAILED;
+		/* A VM that starts afresh has no saved state to go back to. */
+		if (streq(state, "new"))
+			unlink(arg.state_path);
+	}
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return log_errno(-errno, "pipe2"), EXIT_FAILED;
@@ -648,7 +799,7 @@ static int start_program(const char *state)
 			      .starts = prog.starts + 1 };
 	log_info("started %s (pid %d, %s memory)", arg.argv[0], (int)pid,
 		 state);
-	return 0;
+	return arg.qemu ? qemu_started(state) : 0;
 }
 
 /* Reap PROGRAM if it has exited. Returns true if it has. */
@@ -666,6 +817,8 @@ static bool reap(void)
 		return false;
 	prog.pid = 0;
 	prog.status = status;
+	qmp_close(qmp);
+	qmp = NULL;
 	return true;
 }
 
@@ -801,6 +954,13 @@ static void on_prepare(const struct luod_event *ev)
 			 ev->update, arg.argv[0]);
 		return;
 	}
+	if (arg.qemu) {
+		log_info("PREPARE for update %" PRIu64
+			 ": QEMU (pid %d) saves the VM (cpr-reboot)",
+			 ev->update, (int)prog.pid);
+		qemu_prepare();
+		return;
+	}
 	if (arg.signal && kill(prog.pid, arg.signal) < 0)
 		log_warning("sending %s to %s (pid %d): %s",
 			    sig_name(arg.signal), arg.argv[0], (int)prog.pid,
@@ -822,6 +982,15 @@ static int resume_after_abort(void)
 
 	phase = PH_IDLE;
 	update_aborted = false;
+	prepare_error[0] = '\0';
+	if (arg.qemu && prog.pid && qmp) {
+		char err[512];
+
+		if (qemu_resume(qmp, now_mono_us() + 10000000, err,
+				sizeof(err)) < 0)
+			log_error("QEMU did not run the VM again: %s", err);
+		return -1;
+	}
 	if (!prog.pid) {
 		if (exit_code(prog.status) != 0)
 			return exit_code(prog.status); /* reported already */
@@ -853,6 +1022,16 @@ static int check_prepared(char *reason, size_t size)
 	double took = (double)(now_mono_us() - prog.signalled_us) / 1e6;
 	struct stat st;
 
+	if (prepare_error[0]) {
+		snprintf(reason, size, "%s", prepare_error);
+		return 0;
+	}
+	if (!prog.pid && arg.qemu && !qemu_saved) {
+		snprintf(reason, size,
+			 "QEMU (luod-exec %s) %s before it saved the VM",
+			 arg.id, describe_status(prog.status));
+		return 0;
+	}
 	if (!prog.pid) {
 		if (exit_code(prog.status) == 0) {
 			log_info("%s %s after %.2f s", arg.argv[0],
@@ -961,7 +1140,7 @@ static int program_ended(void)
  */
 static int step_prepare(int *exit_status)
 {
-	char reason[256];
+	char reason[600];
 	int r = check_prepared(reason, sizeof(reason));
 
 	if (r < 0)
@@ -1118,6 +1297,12 @@ static void help(void)
 	       "                            it got ready for is aborted\n"
 	       "      --finish-after SIG    after an update, report FINISHED when luod-exec\n"
 	       "                            gets SIG, not as soon as PROGRAM has started\n"
+	       "      --qemu                PROGRAM is QEMU: luod-exec gives it guest RAM from\n"
+	       "                            --fd ram=N:SIZE, a QMP socket and -incoming, and\n"
+	       "                            saves and loads the VM over QMP (cpr-reboot)\n"
+	       "      --qmp PATH            QEMU's QMP socket (default: /run/luod-exec/ID.qmp)\n"
+	       "      --qemu-state PATH     the VM's saved state, on a disk that survives a\n"
+	       "                            reboot (default: /var/lib/luod-exec/ID.cpr)\n"
 	       "  -S, --socket PATH         luod's socket (default: $LUOD_SOCKET, else luod's)\n"
 	       "  -h, --help                show this help\n"
 	       "\n"
@@ -1125,9 +1310,62 @@ static void help(void)
 	       "luod-exec failed, 126 if PROGRAM cannot run, 127 if it is not found.\n");
 }
 
+static int check_qemu_args(char *qmp_path, char *state_path)
+{
+	const struct mem *ram = qemu_ram();
+
+	if (!ram) {
+		log_error("--qemu needs the guest RAM as --fd %s=N:SIZE",
+			  QEMU_RAM_LABEL);
+		return -EINVAL;
+	}
+	if (ram->size % (1 << 20)) {
+		log_error("--fd %s: QEMU's RAM is a whole number of MiB, not %s",
+			  QEMU_RAM_LABEL, human_size(ram->size));
+		return -EINVAL;
+	}
+	if (strchr(arg.id, '/') || strchr(arg.id, ',')) {
+		log_error("--qemu: the id names files, so it cannot hold '/' or ','");
+		return -EINVAL;
+	}
+	if (!arg.qmp_path) {
+		snprintf(qmp_path, PATH_MAX, "/run/luod-exec/%s.qmp", arg.id);
+		arg.qmp_path = qmp_path;
+	}
+	if (!arg.state_path) {
+		snprintf(state_path, PATH_MAX, "/var/lib/luod-exec/%s.cpr",
+			 arg.id);
+		arg.state_path = state_path;
+	}
+	if (strchr(arg.qmp_path, ',')) {
+		log_error("--qmp %s: QEMU cannot take a ',' in the path",
+			  arg.qmp_path);
+		return -EINVAL;
+	}
+	/* A signal would kill QEMU; it gets QMP commands instead. */
+	if (!arg.signal_given)
+		arg.signal = 0;
+	return 0;
+}
+
+/* The directories of luod-exec's default QEMU paths. */
+static int make_parent(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash = dir ? strrchr(dir, '/') : NULL;
+
+	if (!slash || slash == dir)
+		return dir ? 0 : -ENOMEM;
+	*slash = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return log_errno(-errno, "creating %s", dir);
+	return 0;
+}
+
 static int parse_args(int argc, char **argv)
 {
-	enum { OPT_RESUME = 0x100, OPT_FINISH };
+	enum { OPT_RESUME = 0x100, OPT_FINISH, OPT_QEMU, OPT_QMP, OPT_STATE };
+	static char qmp_path[PATH_MAX], state_path[PATH_MAX];
 	static const struct option opts[] = {
 		{ "id", required_argument, NULL, 'i' },
 		{ "fd", required_argument, NULL, 'f' },
@@ -1138,6 +1376,9 @@ static int parse_args(int argc, char **argv)
 		{ "resume-signal", required_argument, NULL, OPT_RESUME },
 		{ "finish-after", required_argument, NULL, OPT_FINISH },
 		{ "socket", required_argument, NULL, 'S' },
+		{ "qemu", no_argument, NULL, OPT_QEMU },
+		{ "qmp", required_argument, NULL, OPT_QMP },
+		{ "qemu-state", required_argument, NULL, OPT_STATE },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -1171,8 +1412,10 @@ static int parse_args(int argc, char **argv)
 					optarg, o == 's' ? ", none" : "");
 				return -EINVAL;
 			}
-			if (o == 's')
+			if (o == 's') {
 				arg.signal = sig;
+				arg.signal_given = true;
+			}
 			else if (o == OPT_RESUME)
 				arg.resume_signal = sig;
 			else
@@ -1196,6 +1439,15 @@ static int parse_args(int argc, char **argv)
 		case 'S':
 			arg.socket = optarg;
 			break;
+		case OPT_QEMU:
+			arg.qemu = true;
+			break;
+		case OPT_QMP:
+			arg.qmp_path = optarg;
+			break;
+		case OPT_STATE:
+			arg.state_path = optarg;
+			break;
 		case 'h':
 			help();
 			exit(0);
@@ -1213,7 +1465,7 @@ static int parse_args(int argc, char **argv)
 		return -EINVAL;
 	}
 	arg.argv = argv + optind;
-	return 0;
+	return arg.qemu ? check_qemu_args(qmp_path, state_path) : 0;
 }
 
 /*
@@ -1277,6 +1529,9 @@ int main(int argc, char **argv)
 	snprintf(log_ident, sizeof(log_ident), "luod-exec: %s", arg.id);
 	log_setup(log_ident, LOG_INFO);
 
+	if (arg.qemu && (make_parent(arg.qmp_path) < 0 ||
+			 make_parent(arg.state_path) < 0))
+		return EXIT_FAILED;
 	r = setup_signals(&sfd);
 	if (r < 0)
 		return log_errno(r, "setting up signals"), EXIT_FAILED;
