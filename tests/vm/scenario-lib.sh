@@ -56,7 +56,12 @@ load_next() {
 # luoctl exits on luod's "rebooting" and the kexec follows at once, so
 # still being here a minute later is a failure too.
 kexec_now() {
-	if luoctl kexec "$@" | sed 's/^/# luoctl: /'; then
+	# luoctl's status, not sed's: the pipe streams what it says before the reboot.
+	{
+		luoctl kexec "$@"
+		echo $? >/tmp/kexec-now.rc
+	} 2>&1 | sed 's/^/# luoctl: /'
+	if [ "$(cat /tmp/kexec-now.rc)" = 0 ]; then
 		sleep 60
 		nok "still up a minute after luoctl kexec said rebooting"
 	else
