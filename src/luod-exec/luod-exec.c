@@ -722,7 +722,7 @@ static int qemu_started(const char *state)
 static void qemu_prepare(void)
 {
 	uint64_t t0 = now_mono_us(), bytes = 0;
-	char err[400], err2[400];
+	char err[400];
 	int r;
 
 	prepare_error[0] = '\0';
@@ -735,13 +735,11 @@ static void qemu_prepare(void)
 	r = qemu_save(qmp, arg.state_path, deadline_us, &bytes, err,
 		      sizeof(err));
 	if (r < 0) {
+		/* NOT_READY follows at once, and resume_after_abort() runs
+		 * the VM again. */
 		snprintf(prepare_error, sizeof(prepare_error),
 			 "QEMU (luod-exec %s) could not save the VM: %s",
 			 arg.id, err);
-		if (qemu_resume(qmp, now_mono_us() + 10000000, err2,
-				sizeof(err2)) < 0)
-			log_error("QEMU did not run the VM again after the failed save: %s",
-				  err2);
 		return;
 	}
 	qemu_saved = true;

@@ -127,7 +127,6 @@ static int wait_migration(struct qmp *q, uint64_t deadline_us, char *err,
 int qemu_save(struct qmp *q, const char *state_path, uint64_t deadline_us,
 	      uint64_t *bytes, char *err, size_t errlen)
 {
-	char e[512];
 	int r;
 
 	/* Whatever an older update left there must not be taken for this one. */
@@ -145,11 +144,9 @@ int qemu_save(struct qmp *q, const char *state_path, uint64_t deadline_us,
 	if (r < 0)
 		return r;
 	r = sync_file(state_path, bytes);
-	if (r < 0) {
-		snprintf(e, sizeof(e), "%s", strerror(-r));
+	if (r < 0)
 		snprintf(err, errlen, "cannot sync the state file %s: %s",
-			 state_path, e);
-	}
+			 state_path, strerror(-r));
 	return r;
 }
 

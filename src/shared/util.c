@@ -23,12 +23,7 @@ uint64_t now_real_us(void)
 
 uint64_t kernel_start_us(void)
 {
-	struct timespec ts;
-	uint64_t boot;
-
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	boot = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-	return now_real_us() - boot;
+	return clock_us(CLOCK_REALTIME) - clock_us(CLOCK_BOOTTIME);
 }
 
 int write_all(int fd, const void *buf, size_t len)

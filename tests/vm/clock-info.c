@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 
 	/* This one needs no RTC: print it first, whatever happens next. */
 	printf("kernel_start_us=%" PRId64 "\n",
-	       clock_us(CLOCK_REALTIME) - clock_us(CLOCK_BOOTTIME));
+	       (int64_t)kernel_start_us());
 	fflush(stdout);
 	if (fd < 0) {
 		fprintf(stderr, "clock-info: cannot open %s: %s\n", dev,
