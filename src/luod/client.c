@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Client connections: accept, read lines, queue replies, drop; and the fair
+ * Client connections: accept, read lines, dispatch, and what follows when
+ * one fails (clients_gc); output.c queues the replies. And the fair
  * share of the socket every local user may connect to (limits.h): per-uid
  * and reserved connections, idle anonymous connections, requests a second.
  */
@@ -196,25 +197,18 @@ void client_accept(struct daemon *d, struct watch *w, uint32_t events)
 	limits_arm(d);
 }
 
-static const char *client_name(const struct client *c)
+/*
+ * What follows from a connection that failed, in one place, after the
+ * event in which it failed (systemd's gc queue): the update it held, its
+ * subscription, its share of the socket. Freed only after the batch, in
+ * clients_reap(), so no handler in the batch sees a freed client.
+ */
+static void client_gone(struct daemon *d, struct client *c)
 {
-	return c->id[0] ? c->id : "(anonymous)";
-}
-
-/* Dropped since the last reap. Most loop turns drop none, and walking
- * every client on each turn showed in bench/'s profile at N = 1000. */
-static unsigned n_dropped;
-
-void client_drop(struct daemon *d, struct client *c, const char *why)
-{
-	if (c->dead)
-		return;
-	c->dead = true;
-	n_dropped++;
 	/* READY, then gone: what it preserved is complete, and the next
 	 * update (should this one be aborted) must not wait for it. */
 	if (c->ready && c->id[0])
-		sessions_left_by(d, c->id);
+		sessions_leave(d, c->id);
 	if (c->subscribed) {
 		struct client_id *ci = client_id_find(d, c->id);
 
@@ -223,7 +217,6 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 			client_id_gc(d, ci);
 		}
 	}
-	/* Its share is free at once, not only at the reap. */
 	idle_list_remove(&d->idle, &c->idle);
 	idle_list_remove(&d->throttled, &c->throttle);
 	c->throttled = false;
@@ -232,21 +225,36 @@ void client_drop(struct daemon *d, struct client *c, const char *why)
 		c->counted = false;
 	}
 	log_debug("dropping client %s (pid %d): %s", client_name(c),
-		  (int)c->pid, why);
+		  (int)c->pid, c->gone_why);
 	epoll_ctl(d->epoll_fd, EPOLL_CTL_DEL, c->watch.fd, NULL);
 	c->watch.fd = safe_close(c->watch.fd);
 	update_client_gone(d, c);
 }
 
-/* Freed only here, after the epoll batch, so no handler sees a freed client. */
+void clients_gc(struct daemon *d)
+{
+	struct client *c;
+
+	/* What follows may fail more connections: they join the queue. */
+	while ((c = d->gc_head)) {
+		d->gc_head = c->gc_next;
+		if (!d->gc_head)
+			d->gc_tail = &d->gc_head;
+		client_gone(d, c);
+	}
+}
+
 void clients_reap(struct daemon *d)
 {
 	static size_t freed; /* since the last trim */
 	struct client **pp = &d->clients;
 
-	if (!n_dropped)
+	/* Most loop turns fail none, and walking every client on each turn
+	 * showed in bench/'s profile at N = 1000. */
+	clients_gc(d);
+	if (!d->n_dead)
 		return;
-	n_dropped = 0;
+	d->n_dead = 0;
 	while (*pp) {
 		struct client *c = *pp;
 
@@ -271,77 +279,6 @@ void clients_reap(struct daemon *d)
 		log_debug("%zu bytes of dropped clients freed: heap trimmed", freed);
 		freed = 0;
 	}
-}
-
-/* A throttled client is not read, only written to. */
-static void client_rewatch(struct daemon *d, struct client *c, bool out)
-{
-	uint32_t ev = c->throttled ? 0 : EPOLLIN | EPOLLRDHUP;
-
-	daemon_rewatch(d, &c->watch, ev | (out ? EPOLLOUT : 0));
-}
-
-static void client_flush(struct daemon *d, struct client *c)
-{
-	int r = proto_writer_flush(&c->out, c->watch.fd);
-
-	if (r == -EAGAIN) {
-		if (c->out.queued_bytes > LUOD_MAX_QUEUED_BYTES) {
-			log_warning(
-				"client %s (pid %d) does not read its socket (%zu bytes queued); disconnecting it",
-				client_name(c), (int)c->pid,
-				c->out.queued_bytes);
-			client_drop(d, c, "output queue full");
-			return;
-		}
-		client_rewatch(d, c, true);
-	} else if (r < 0) {
-		client_drop(d, c, strerror(-r));
-	} else {
-		client_rewatch(d, c, false);
-	}
-}
-
-void client_send(struct daemon *d, struct client *c, struct json_object *msg,
-		 const int *fds, size_t n_fds)
-{
-	int r;
-
-	if (!msg && !c->dead) {
-		/* Out of memory building it: a client left waiting for a
-		 * reply that never comes is worse than a closed connection. */
-		log_error(
-			"out of memory building a message for client %s (pid %d); closing its connection so "
-			"that it does not wait for it (it may connect again)",
-			client_name(c), (int)c->pid);
-		client_drop(d, c, "out of memory");
-		return;
-	}
-	if (!c->dead) {
-		r = proto_writer_queue(&c->out, msg, fds, n_fds);
-		if (r == -EMSGSIZE) {
-			/* Say so rather than leave the client waiting. */
-			struct json_object *e = proto_reply_error(
-				proto_get_string(msg, "reply"), msg,
-				PROTO_E_INTERNAL,
-				"the reply would be longer than %d bytes",
-				PROTO_MAX_REPLY);
-
-			r = proto_writer_queue(&c->out, e, NULL, 0);
-			json_object_put(e);
-		}
-		if (r < 0) {
-			/* A message lost would leave the client waiting. */
-			log_errno(r,
-				  "cannot queue a message for client %s (pid %d); closing its connection so that it "
-				  "does not wait for it (it may connect again)",
-				  client_name(c), (int)c->pid);
-			client_drop(d, c, "message lost");
-		} else {
-			client_flush(d, c);
-		}
-	}
-	json_object_put(msg);
 }
 
 /*
@@ -390,7 +327,7 @@ static void client_serve(struct daemon *d, struct client *c)
 					PROTO_MAX_LINE),
 				NULL, 0);
 			client_flush(d, c);
-			client_drop(d, c, "line too long");
+			client_fail(d, c, "line too long");
 			return;
 		}
 		if (r == -EBADMSG) {
@@ -436,11 +373,11 @@ static void client_read(struct daemon *d, struct client *c)
 		if (r == -EAGAIN || r == -EINTR)
 			break;
 		if (r == 0) {
-			client_drop(d, c, "connection closed");
+			client_fail(d, c, "connection closed");
 			return;
 		}
 		if (r < 0) {
-			client_drop(d, c, strerror(-r));
+			client_fail(d, c, strerror(-r));
 			return;
 		}
 		client_serve(d, c);
@@ -455,7 +392,7 @@ static void client_io(struct daemon *d, struct watch *w, uint32_t events)
 		return;
 	/* Not read while throttled, but a peer that hung up is gone. */
 	if (c->throttled && (events & (EPOLLHUP | EPOLLERR))) {
-		client_drop(d, c, "connection closed");
+		client_fail(d, c, "connection closed");
 		return;
 	}
 	if (events & EPOLLOUT)
@@ -527,7 +464,7 @@ void limits_tick(struct daemon *d, struct watch *w, uint32_t events)
 				"client id; reconnect when needed, or send HELLO with an \"id\" to stay",
 				d->cfg.idle_timeout_s),
 			NULL, 0);
-		client_drop(d, c, "idle");
+		client_fail(d, c, "idle");
 	}
 
 	log_summary(&d->log_full, now,

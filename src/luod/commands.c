@@ -1,14 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* One handler per protocol command (docs/PROTOCOL.md). */
+/*
+ * One handler per protocol command (docs/PROTOCOL.md). Each command's
+ * fields are read by its table in commands[] before the handler runs, so
+ * a handler sees its arguments checked, in q->a.
+ */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 
 #include "config.h"
 #include "daemon.h"
+#include "fields.h"
 #include "notify.h"
 #include "log.h"
 #include "luo.h"
+
+/* Every command's arguments; each reads those its table names. */
+struct args {
+	const char *name, *reason, *kernel, *initrd, *cmdline;
+	int64_t version, timeout;
+	bool reuse_cmdline, force;
+};
 
 struct request {
 	struct daemon *d;
@@ -16,6 +28,7 @@ struct request {
 	struct proto_msg *m;
 	const char *cmd;
 	const char *id; /* the client id this request acts for, or NULL */
+	struct args a;
 };
 
 static void reply(struct request *q, struct json_object *r, const int *fds,
@@ -100,18 +113,12 @@ static struct json_object *session_json(struct session *s, bool full)
 
 static void cmd_hello(struct request *q)
 {
-	int64_t version = PROTO_VERSION;
 	struct json_object *r;
 
-	if (json_object_object_get_ex(q->m->obj, "version", NULL) &&
-	    !proto_get_int64(q->m->obj, "version", &version)) {
-		fail(q, PROTO_E_BAD_REQUEST, "\"version\" must be an integer");
-		return;
-	}
-	if (version < 1) {
+	if (q->a.version < 1) {
 		fail(q, PROTO_E_VERSION,
 		     "luod speaks protocol version %d; the client asked for %" PRId64,
-		     PROTO_VERSION, version);
+		     PROTO_VERSION, q->a.version);
 		return;
 	}
 	q->c->hello = true;
@@ -165,21 +172,6 @@ static void cmd_subscribe(struct request *q)
 	update_client_subscribed(q->d, q->c);
 }
 
-/* The owner no longer needs to be asked: the session is complete. */
-static void set_left(struct daemon *d, struct session *s, bool left)
-{
-	if (s->left == left || s->state != SESSION_OUTGOING)
-		return;
-	s->left = left;
-	state_journal_put(d, s);
-}
-
-void sessions_left_by(struct daemon *d, const char *id)
-{
-	for (struct session *s = sessions_of(d, id); s; s = s->next_of_id)
-		set_left(d, s, true);
-}
-
 /*
  * A client that leaves its sessions behind, complete (preserved, nothing
  * more to write), says so: updates then go on without it. It also ends the
@@ -191,7 +183,6 @@ static void cmd_leave(struct request *q)
 	struct client *c = q->c;
 	struct client_id *ci;
 	unsigned n = 0;
-	bool was_waiting;
 
 	if (!need_id(q) || !id_owned_by_caller(q))
 		return;
@@ -202,41 +193,29 @@ static void cmd_leave(struct request *q)
 	}
 	for (struct session *s = sessions_of(d, q->id); s; s = s->next_of_id)
 		n += s->state == SESSION_OUTGOING;
-	sessions_left_by(d, q->id);
-	log_info(
-		"client %s (pid %d) left its %u outgoing sessions: updates no longer wait for it",
-		q->id, (int)c->pid, n);
+	sessions_leave(d, q->id);
+	log_info("client %s (pid %d) left its %u outgoing sessions, so updates no longer wait for it",
+		 q->id, (int)c->pid, n);
 	reply_ok(q);
-	was_waiting = d->phase == PHASE_PREPARING && c->subscribed && !c->ready;
 	ci = client_id_find(d, q->id);
 	if (c->subscribed) {
 		c->subscribed = false;
 		if (ci && ci->subscriber == c)
 			ci->subscriber = NULL;
 	}
-	if (was_waiting) {
-		update_client_ready(d, c); /* its sessions are complete */
-	} else {
-		update_client_left(d, c);
-	}
+	update_client_left(d, c);
 	client_id_gc(d, client_id_find(d, q->id));
 }
 
 static void cmd_create_session(struct request *q)
 {
-	const char *name = proto_get_string(q->m->obj, "name");
+	const char *name = q->a.name;
 	struct json_object *r;
 	struct session *s;
 	int e;
 
 	if (!need_id(q) || !id_owned_by_caller(q))
 		return;
-	if (!proto_valid_name(name)) {
-		fail(q, PROTO_E_BAD_REQUEST,
-		     "\"name\" must be 1 to %d bytes of A-Z a-z 0-9 . _ @ : + -",
-		     PROTO_ID_MAX);
-		return;
-	}
 	if (q->d->phase == PHASE_REBOOTING ||
 	    (q->d->phase == PHASE_PREPARING && q->c->ready)) {
 		fail(q, PROTO_E_STATE,
@@ -282,18 +261,16 @@ static void cmd_ready(struct request *q)
 
 static void cmd_not_ready(struct request *q)
 {
-	const char *reason = proto_get_string(q->m->obj, "reason");
-
 	if (!in_update(q))
 		return;
 	reply_ok(q);
 	update_client_not_ready(q->d, q->c,
-				reason ? reason : "no reason given");
+				q->a.reason ? q->a.reason : "no reason given");
 }
 
 static void cmd_claim(struct request *q)
 {
-	const char *name = proto_get_string(q->m->obj, "name");
+	const char *name = q->a.name;
 	struct json_object *r, *arr;
 	int fds[PROTO_MAX_FDS];
 	size_t n = 0;
@@ -344,7 +321,7 @@ static void cmd_claim(struct request *q)
 			return;
 		}
 		/* A restarted client takes its session back, to write more. */
-		set_left(q->d, s, false);
+		session_set_left(q->d, s, false);
 		fds[n++] = s->fd;
 		proto_append(&arr, session_json(s, false));
 		log_info("client %s (pid %d) claimed session %s (%s)", q->id,
@@ -368,16 +345,11 @@ static void cmd_claim(struct request *q)
 
 static struct session *target_session(struct request *q)
 {
-	const char *name = proto_get_string(q->m->obj, "name");
+	const char *name = q->a.name;
 	struct session *s;
 
 	if (!need_id(q))
 		return NULL;
-	if (!proto_valid_name(name)) {
-		fail(q, PROTO_E_BAD_REQUEST, "%s needs the session's \"name\"",
-		     q->cmd);
-		return NULL;
-	}
 	s = session_find(q->d, q->id, name);
 	if (!s) {
 		fail(q, PROTO_E_NOT_FOUND,
@@ -437,16 +409,16 @@ static void cmd_release(struct request *q)
  */
 static void cmd_reattach(struct request *q)
 {
-	const char *name = proto_get_string(q->m->obj, "name");
+	const char *name = q->a.name;
 	char kname[LIVEUPDATE_SESSION_NAME_LENGTH];
 	struct session *s;
 	int r, fd;
 
 	if (!need_id(q) || !id_owned_by_caller(q))
 		return;
-	if (!proto_valid_name(name) || q->m->n_fds != 1) {
+	if (q->m->n_fds != 1) {
 		fail(q, PROTO_E_BAD_REQUEST,
-		     "REATTACH needs the session's \"name\" and its fd (\"fds\":1)");
+		     "REATTACH needs the session's fd (\"fds\":1)");
 		return;
 	}
 	r = luo_get_name(q->m->fds[0], kname);
@@ -511,7 +483,7 @@ static void cmd_reattach(struct request *q)
 	s->fd = fd;
 	s->left = false; /* its holder is back */
 	session_hold(q->d, s);
-	state_journal_put(q->d, s);
+	session_changed(q->d, s);
 	log_notice("client %s (pid %d) re-attached session %s (%s, %s)", q->id,
 		   (int)q->c->pid, name, kname, session_state_name(s->state));
 	reply_ok(q);
@@ -645,27 +617,15 @@ static bool idle(struct request *q)
 
 static void cmd_load(struct request *q)
 {
-	const char *kernel = proto_get_string(q->m->obj, "kernel");
-	const char *initrd = proto_get_string(q->m->obj, "initrd");
-	const char *cmdline = proto_get_string(q->m->obj, "cmdline");
+	const char *kernel = q->a.kernel, *initrd = q->a.initrd;
+	const char *cmdline = q->a.cmdline;
 	_cleanup_free_ char *proc = NULL;
-	bool reuse = false;
+	bool reuse = q->a.reuse_cmdline;
 	char err[512];
 	int r;
 
 	if (!idle(q))
 		return;
-	proto_get_bool(q->m->obj, "reuse_cmdline", &reuse);
-	if (!kernel || kernel[0] != '/') {
-		fail(q, PROTO_E_BAD_REQUEST,
-		     "LOAD needs \"kernel\", an absolute path");
-		return;
-	}
-	if (initrd && initrd[0] != '/') {
-		fail(q, PROTO_E_BAD_REQUEST,
-		     "\"initrd\" must be an absolute path");
-		return;
-	}
 	if (!!cmdline == reuse) {
 		fail(q, PROTO_E_BAD_REQUEST,
 		     "give exactly one of \"cmdline\" and \"reuse_cmdline\":true");
@@ -715,21 +675,13 @@ static void cmd_unload(struct request *q)
 static void cmd_kexec(struct request *q)
 {
 	struct daemon *d = q->d;
-	int64_t timeout = d->cfg.timeout_s;
-	bool force = false;
+	int64_t timeout = q->a.timeout ? q->a.timeout : d->cfg.timeout_s;
+	bool force = q->a.force;
 	char left[512] = "";
 	size_t len = 0;
 
 	if (!idle(q))
 		return;
-	if (json_object_object_get_ex(q->m->obj, "timeout", NULL) &&
-	    (!proto_get_int64(q->m->obj, "timeout", &timeout) || timeout < 1 ||
-	     timeout > 86400)) {
-		fail(q, PROTO_E_BAD_REQUEST,
-		     "\"timeout\" must be a whole number of seconds from 1 to 86400");
-		return;
-	}
-	proto_get_bool(q->m->obj, "force", &force);
 	if (!kexec_loaded()) {
 		fail(q, PROTO_E_NO_KERNEL,
 		     "no kernel is loaded for kexec; load one with: luoctl load KERNEL --initrd "
@@ -749,8 +701,8 @@ static void cmd_kexec(struct request *q)
 	}
 	if (len) {
 		fail(q, PROTO_E_STATE,
-		     "sessions from the last update are still held and would be lost: %s. Let their clients claim "
-		     "and finish them, release them (luoctl release), or force the update (luoctl kexec --force)",
+		     "sessions from the last update are still held and would be lost (%s); let their clients claim "
+		     "and finish them, release them (luoctl release) or force the update (luoctl kexec --force)",
 		     left);
 		return;
 	}
@@ -760,9 +712,8 @@ static void cmd_kexec(struct request *q)
 	    systemd_version() >= 261 &&
 	    systemd_preserved_units(left, sizeof(left)) > 0) {
 		fail(q, PROTO_E_STATE,
-		     "reboot_mode = direct skips systemd-shutdown, so these units would lose the fd stores "
-		     "systemd preserves for them: %s. Set reboot_mode = auto in luod.conf, or force the update "
-		     "(luoctl kexec --force)",
+		     "reboot_mode = direct skips systemd-shutdown, so units %s would lose the fd stores systemd "
+		     "preserves for them; set reboot_mode = auto in luod.conf or force the update (luoctl kexec --force)",
 		     left);
 		return;
 	}
@@ -781,37 +732,79 @@ static void cmd_abort(struct request *q)
 		     (unsigned)q->c->uid, (int)q->c->pid);
 }
 
+#define ARG(f) offsetof(struct args, f)
+#define F(name, type, flags, member) { name, type, flags, ARG(member), 0, 0 }
+
+static const struct field no_fields[] = { { NULL, 0, 0, 0, 0, 0 } };
+static const struct field hello_fields[] = {
+	{ "version", FIELD_INT, 0, ARG(version), INT64_MIN, INT64_MAX },
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+static const struct field name_fields[] = {
+	F("name", FIELD_NAME, FIELD_MANDATORY, name),
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+static const struct field claim_fields[] = {
+	F("name", FIELD_NAME, 0, name),
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+static const struct field not_ready_fields[] = {
+	F("reason", FIELD_STRING, 0, reason),
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+static const struct field load_fields[] = {
+	F("kernel", FIELD_PATH, FIELD_MANDATORY, kernel),
+	F("initrd", FIELD_PATH, 0, initrd),
+	F("cmdline", FIELD_STRING, 0, cmdline),
+	F("reuse_cmdline", FIELD_BOOL, 0, reuse_cmdline),
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+static const struct field kexec_fields[] = {
+	{ "timeout", FIELD_INT, 0, ARG(timeout), 1, 86400 },
+	F("force", FIELD_BOOL, 0, force),
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+/* Every request's: "cmd" was read to find the command. */
+static const struct field common_fields[] = {
+	{ "id", FIELD_NAME, 0, 0, 0, 0 },
+	{ NULL, 0, 0, 0, 0, 0 }
+};
+
 static const struct command {
 	const char *name;
 	void (*run)(struct request *q);
+	const struct field *fields;
 	bool admin;
 	bool binds_id; /* "id" names this connection's client, not a target */
 } commands[] = {
-	{ "HELLO", cmd_hello, false, true },
-	{ "SUBSCRIBE", cmd_subscribe, false, true },
-	{ "CREATE_SESSION", cmd_create_session, false, true },
-	{ "READY", cmd_ready, false, true },
-	{ "NOT_READY", cmd_not_ready, false, true },
-	{ "CLAIM", cmd_claim, false, true },
-	{ "FINISHED", cmd_finished, false, true },
-	{ "RELEASE", cmd_release, false, false },
-	{ "REATTACH", cmd_reattach, false, true },
-	{ "LEAVE", cmd_leave, false, true },
-	{ "STATUS", cmd_status, false, false },
-	{ "LIST", cmd_list, false, false },
-	{ "LOAD", cmd_load, true, false },
-	{ "UNLOAD", cmd_unload, true, false },
-	{ "KEXEC", cmd_kexec, true, false },
-	{ "ABORT", cmd_abort, true, false },
+	{ "HELLO", cmd_hello, hello_fields, false, true },
+	{ "SUBSCRIBE", cmd_subscribe, no_fields, false, true },
+	{ "CREATE_SESSION", cmd_create_session, name_fields, false, true },
+	{ "READY", cmd_ready, no_fields, false, true },
+	{ "NOT_READY", cmd_not_ready, not_ready_fields, false, true },
+	{ "CLAIM", cmd_claim, claim_fields, false, true },
+	{ "FINISHED", cmd_finished, name_fields, false, true },
+	{ "RELEASE", cmd_release, name_fields, false, false },
+	{ "REATTACH", cmd_reattach, name_fields, false, true },
+	{ "LEAVE", cmd_leave, no_fields, false, true },
+	{ "STATUS", cmd_status, no_fields, false, false },
+	{ "LIST", cmd_list, no_fields, false, false },
+	{ "LOAD", cmd_load, load_fields, true, false },
+	{ "UNLOAD", cmd_unload, no_fields, true, false },
+	{ "KEXEC", cmd_kexec, kexec_fields, true, false },
+	{ "ABORT", cmd_abort, no_fields, true, false },
 };
 
 void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m)
 {
-	struct request q = {
-		.d = d, .c = c, .m = m, .cmd = proto_get_string(m->obj, "cmd")
-	};
-	const char *id = proto_get_string(m->obj, "id");
+	struct request q = { .d = d,
+			     .c = c,
+			     .m = m,
+			     .cmd = proto_get_string(m->obj, "cmd"),
+			     .a = { .version = PROTO_VERSION } };
 	const struct command *cmd = NULL;
+	const char *id = NULL;
+	char err[256];
 
 	for (size_t i = 0; q.cmd && i < ARRAY_SIZE(commands); i++)
 		if (streq(commands[i].name, q.cmd))
@@ -827,17 +820,18 @@ void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m)
 		     "unknown command '%.64s'; see docs/PROTOCOL.md", q.cmd);
 		return;
 	}
-	if (json_object_object_get_ex(m->obj, "id", NULL) &&
-	    !proto_valid_name(id)) {
-		fail(&q, PROTO_E_BAD_REQUEST,
-		     "\"id\" must be 1 to %d bytes of A-Z a-z 0-9 . _ @ : + -",
-		     PROTO_ID_MAX);
+	if (fields_dispatch(m->obj, common_fields, &id, err, sizeof(err)) < 0) {
+		fail(&q, PROTO_E_BAD_REQUEST, "%s", err);
 		return;
 	}
 	if (cmd->admin && !c->admin) {
 		fail(&q, PROTO_E_PERMISSION,
 		     "%s is for root or the admin group; uid %u is neither",
 		     q.cmd, (unsigned)c->uid);
+		return;
+	}
+	if (fields_dispatch(m->obj, cmd->fields, &q.a, err, sizeof(err)) < 0) {
+		fail(&q, PROTO_E_BAD_REQUEST, "%s: %s", q.cmd, err);
 		return;
 	}
 	if (cmd->binds_id) {

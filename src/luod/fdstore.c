@@ -41,78 +41,48 @@ static int read_boot_id(char out[64])
 	return 0;
 }
 
-void fdstore_hold(struct daemon *d, struct session *s)
+int fdstore_hold(const char *kname, int fd)
 {
 	char name[FDNAME_MAX + 1];
 	int r;
 
-	if (!notify_fdstore_enabled() || s->fd < 0)
-		return;
-	r = notify_session_fdname(s->kernel_name, name, sizeof(name));
+	if (!notify_fdstore_enabled() || fd < 0)
+		return 0;
+	r = notify_session_fdname(kname, name, sizeof(name));
 	if (r >= 0)
-		r = notify_fdstore_push(name, s->fd);
-	s->in_fdstore = r > 0;
-	if (r < 0)
-		log_errno(
-			r,
-			"cannot put session %s/%s (%s) into systemd's fd store; luod-keeper still holds it. "
-			"With reboot_mode = systemd an update will be refused until it is stored",
-			s->client, s->name, s->kernel_name);
+		r = notify_fdstore_push(name, fd);
+	return r;
 }
 
-void fdstore_drop(struct daemon *d, struct session *s)
+void fdstore_drop(const char *kname)
 {
 	char name[FDNAME_MAX + 1];
 
-	if (!s->in_fdstore ||
-	    notify_session_fdname(s->kernel_name, name, sizeof(name)) < 0)
+	if (notify_session_fdname(kname, name, sizeof(name)) < 0)
 		return;
 	if (notify_fdstore_remove(name) < 0)
-		log_warning(
-			"cannot remove %s from systemd's fd store; it stays there until luod.service stops",
-			name);
-	s->in_fdstore = false;
+		log_warning("cannot remove %s from systemd's fd store, so it stays there until luod.service stops",
+			    name);
 }
 
-/* Sessions handed back by systemd: after a restart of luod, or those it
- * retrieved for luod across systemctl kexec (still incoming for clients). */
-void fdstore_adopt(struct daemon *d)
+/* The sessions systemd hands back: after a restart of luod, or those it
+ * retrieved for luod across systemctl kexec. Anything else in the store
+ * under a session's name is not one, and leaves it. */
+int fdstore_take_session(char kname[LIVEUPDATE_SESSION_NAME_LENGTH])
 {
-	char fdname[FDNAME_MAX + 1], kname[LIVEUPDATE_SESSION_NAME_LENGTH];
+	char fdname[FDNAME_MAX + 1];
 	int fd;
 
 	while ((fd = listen_fds_take_prefix(FDNAME_SESSION_PREFIX, fdname,
 					    sizeof(fdname))) >= 0) {
-		struct session *s = NULL;
-
-		if (luo_get_name(fd, kname) < 0) {
-			log_warning(
-				"fd %s from systemd's fd store is not a LUO session; removing it from the store",
-				fdname);
-			notify_fdstore_remove(fdname);
-			close(fd);
-			continue;
-		}
-		s = session_by_kernel_name(d, kname);
-		if (!s || s->fd >= 0) {
-			if (!s)
-				log_warning(
-					"systemd's fd store holds session %s, which luod's manifest does not know; "
-					"it stays in the store until luod.service stops",
-					kname);
-			close(fd);
-			continue;
-		}
-		s->fd = fd;
-		s->in_fdstore = true;
-		/* An incoming session the keeper held would read, to the next
-		 * luod, as one luod died in the middle of claiming. */
-		if (s->state != SESSION_INCOMING)
-			keeper_hold(d, s);
-		log_notice("session %s/%s (%s, %s) handed back by systemd",
-			   s->client, s->name, kname,
-			   session_state_name(s->state));
+		if (luo_get_name(fd, kname) == 0)
+			return fd;
+		log_warning("fd %s from systemd's fd store is not a LUO session, so luod removes it from the store",
+			    fdname);
+		notify_fdstore_remove(fdname);
+		close(fd);
 	}
+	return -ENOENT;
 }
 
 /*
@@ -149,25 +119,15 @@ void fdstore_forget_manifest(const char *fdname)
 
 /*
  * reboot_mode = systemd, first step: the manifest goes into the store
- * under a name that fdstore_kexec() needs. Refused while an outgoing
- * session is missing from the store, as systemctl kexec would lose it.
+ * under a name that fdstore_kexec() needs.
  */
-int fdstore_store_manifest(struct daemon *d, const char *manifest_text,
-			   char *name, size_t namelen, char *err, size_t errlen)
+int fdstore_store_manifest(const char *manifest_text, char *name,
+			   size_t namelen, char *err, size_t errlen)
 {
 	_cleanup_close_ int mfd = -1;
 	char boot_id[64];
 	int r;
 
-	for (struct session *s = d->sessions; s; s = s->next)
-		if (s->state == SESSION_OUTGOING && !s->in_fdstore) {
-			snprintf(
-				err, errlen,
-				"session %s/%s (%s) is not in systemd's fd store, so systemctl kexec would lose it. "
-				"Raise FileDescriptorStoreMax= in luod.service, or set reboot_mode = direct",
-				s->client, s->name, s->kernel_name);
-			return -ENOSPC;
-		}
 	r = read_boot_id(boot_id);
 	if (r == 0)
 		r = manifest_fdname(boot_id, name, namelen);
@@ -199,8 +159,7 @@ int fdstore_store_manifest(struct daemon *d, const char *manifest_text,
  * Second step: luod asks systemd for the kexec; systemd-shutdown carries
  * the stored fds across it. On failure the manifest leaves the store.
  */
-int fdstore_kexec(struct daemon *d, const char *manifest_name, char *err,
-		  size_t errlen)
+int fdstore_kexec(const char *manifest_name, char *err, size_t errlen)
 {
 	int r;
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * luod's side of luod-keeper (see luod-keeper.c): every session fd luod
- * holds is also held there, so luod's death closes none of them.
+ * holds is also held there, so luod's death closes none of them. It knows
+ * fds and kernel names, not sessions: what the keeper hands back goes to
+ * the caller's adopt function, and a keeper lost is reported through
+ * keeper_take_lost(), for the session table to hand a new one everything.
  */
 #include <fcntl.h>
 #include <libgen.h>
@@ -23,6 +26,7 @@ extern char **environ;
 
 static int keeper_sock = -1;
 static pid_t keeper_pid; /* when this luod started it */
+static char lost[96]; /* how the keeper was lost, until keeper_take_lost */
 static void keeper_event(struct daemon *d, struct watch *w, uint32_t events);
 static struct watch keeper_watch = { .fd = -1, .handler = keeper_event };
 
@@ -140,13 +144,27 @@ static int send_msg(const char *text, int fd)
 	return n < 0 ? (int)n : 0;
 }
 
-/* Take back what a previous luod's keeper held: each fd proves by its
- * kernel name which detached session it is. */
-static void adopt(struct daemon *d)
+static void mark_lost(const char *how)
+{
+	if (!lost[0])
+		snprintf(lost, sizeof(lost), "%s", how);
+}
+
+bool keeper_take_lost(char *how, size_t len)
+{
+	if (!lost[0])
+		return false;
+	snprintf(how, len, "%s", lost);
+	lost[0] = '\0';
+	return true;
+}
+
+/* What a previous luod's keeper held: each fd goes to adopt with the
+ * kernel's name for it, which proves which session it is. */
+static void dump(struct daemon *d, keeper_adopt_fn adopt)
 {
 	for (;;) {
 		char text[128], kname[LIVEUPDATE_SESSION_NAME_LENGTH];
-		struct session *s;
 		int fd;
 
 		if (fdmsg_recv(keeper_sock, text, sizeof(text), &fd) <= 0)
@@ -159,58 +177,21 @@ static void adopt(struct daemon *d)
 			close(fd);
 			continue;
 		}
-		s = session_by_kernel_name(d, kname);
-		if (!s || s->fd >= 0) {
-			/* Not ours to serve (no record, or luod has it):
-			 * leave the keeper's copy alone and keep none. */
-			if (!s)
-				log_warning(
-					"luod-keeper holds %s, which luod's manifest does not know; it stays "
-					"held there",
-					kname);
-			close(fd);
-			continue;
-		}
-		/* Incoming in the manifest but held: luod died in the middle
-		 * of a CLAIM, after the kernel's retrieve. */
-		if (s->state == SESSION_INCOMING)
-			s->state = SESSION_CLAIMED;
-		s->fd = fd;
-		fdstore_hold(d, s);
-		state_journal_put(d, s);
-		log_notice(
-			"re-attached session %s/%s (%s, %s) from luod-keeper",
-			s->client, s->name, kname,
-			session_state_name(s->state));
+		adopt(d, kname, fd);
 	}
 }
 
-/* The keeper is gone: whatever it held is held by luod alone now. */
-static void keeper_lost(struct daemon *d, const char *how)
-{
-	unsigned n = 0;
-
-	for (struct session *s = d->sessions; s; s = s->next)
-		n += s->fd >= 0;
-	log_warning("luod-keeper %s: the %u sessions luod holds are held once, not twice; starting a new "
-		    "keeper and handing it every one",
-		    how, n);
-	keeper_detach();
-	keeper_start(d);
-}
-
-/* luod never reads the keeper's socket outside adopt(): an event here is
+/* luod never reads the keeper's socket outside dump(): an event here is
  * its end closing, which is how a keeper a previous luod started is seen
  * to die. */
 static void keeper_event(struct daemon *d, struct watch *w, uint32_t events)
 {
-	if (w->fd != keeper_sock)
-		return;
-	keeper_lost(d, "closed its socket");
+	if (w->fd == keeper_sock)
+		mark_lost("closed its socket");
 }
 
 /* SIGCHLD: reap every child that ended, as OpenBSD's ntpd does. */
-void keeper_reap(struct daemon *d)
+void keeper_reap(void)
 {
 	int status;
 	pid_t pid;
@@ -229,33 +210,28 @@ void keeper_reap(struct daemon *d)
 		else
 			snprintf(how, sizeof(how), "(pid %d) exited with status %d",
 				 (int)pid, WEXITSTATUS(status));
-		keeper_lost(d, how);
+		mark_lost(how);
 	}
 }
 
-void keeper_start(struct daemon *d)
+bool keeper_start(struct daemon *d, keeper_adopt_fn adopt)
 {
 	int fd = keeper_connect_once(d);
 
 	if (fd < 0 && spawn_keeper(d) == 0)
 		fd = keeper_connect_once(d);
 	if (fd < 0) {
-		log_warning(
-			"luod-keeper is not available (%s): a crash of luod would close the sessions that only "
-			"luod holds. Install luod-keeper beside luod or in %s",
-			strerror(-fd), LUOD_KEEPER_PATH);
-		return;
+		log_warning("luod-keeper is not available (%s), so a crash of luod would close the sessions only luod holds; install it beside luod or in %s",
+			    strerror(-fd), LUOD_KEEPER_PATH);
+		return false;
 	}
 	keeper_sock = fd;
 	if (send_msg("DUMP", -1) == 0)
-		adopt(d);
+		dump(d, adopt);
 	keeper_watch.fd = fd;
 	if (daemon_watch(d, &keeper_watch, EPOLLIN | EPOLLRDHUP) < 0)
-		log_warning("cannot watch luod-keeper's socket: luod notices its death only when it next "
-			    "hands it a session");
-	/* Whatever luod holds now, the keeper holds too. */
-	for (struct session *s = d->sessions; s; s = s->next)
-		keeper_hold(d, s);
+		log_warning("cannot watch luod-keeper's socket, so luod notices its death only when it next hands it a session");
+	return true;
 }
 
 bool keeper_running(void)
@@ -270,22 +246,21 @@ void keeper_detach(void)
 	keeper_watch.fd = -1;
 }
 
-void keeper_hold(struct daemon *d, struct session *s)
+void keeper_hold(const char *kname, int fd)
 {
 	char text[80];
 
-	if (s->fd < 0)
+	if (fd < 0 || keeper_sock < 0)
 		return;
-	snprintf(text, sizeof(text), "HOLD %s", s->kernel_name);
-	if (send_msg(text, s->fd) < 0 && keeper_sock >= 0) {
-		keeper_lost(d, "does not take sessions any more");
-	}
+	snprintf(text, sizeof(text), "HOLD %s", kname);
+	if (send_msg(text, fd) < 0)
+		mark_lost("does not take sessions any more");
 }
 
-void keeper_drop(struct daemon *d, struct session *s)
+void keeper_drop(const char *kname)
 {
 	char text[80];
 
-	snprintf(text, sizeof(text), "DROP %s", s->kernel_name);
+	snprintf(text, sizeof(text), "DROP %s", kname);
 	send_msg(text, -1);
 }

@@ -274,22 +274,6 @@ static int parse_args(struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
-int daemon_watch(struct daemon *d, struct watch *w, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = w };
-
-	return epoll_ctl(d->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) < 0 ? -errno :
-								       0;
-}
-
-int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = w };
-
-	return epoll_ctl(d->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) < 0 ? -errno :
-								       0;
-}
-
 /*
  * One luod per machine. It used to follow from holding /dev/liveupdate;
  * now that luod opens the device only for an ioctl, a lock in the state
@@ -400,7 +384,7 @@ static void on_signal(struct daemon *d, struct watch *w, uint32_t events)
 	if (read(w->fd, &si, sizeof(si)) != sizeof(si))
 		return;
 	if (si.ssi_signo == SIGCHLD) {
-		keeper_reap(d);
+		keeper_reap();
 		return;
 	}
 	log_notice("received %s, shutting down", strsignal((int)si.ssi_signo));
@@ -469,6 +453,9 @@ static void run(struct daemon *d)
 			struct watch *w = evs[i].data.ptr;
 
 			w->handler(d, w, evs[i].events);
+			/* What follows from the event, in one place. */
+			clients_gc(d);
+			sessions_keeper_check(d);
 		}
 		update_progress_flush(d);
 		clients_reap(d);
@@ -489,7 +476,7 @@ static void shutdown_daemon(struct daemon *d)
 	/* Before any session is closed here: luod-keeper keeps them all. */
 	keeper_detach();
 	for (struct client *c = d->clients; c; c = c->next)
-		client_drop(d, c, "luod is shutting down");
+		client_fail(d, c, "luod is shutting down");
 	clients_reap(d);
 	/* A problem only when no custodian keeps them for the next luod. */
 	if (unkept && !keeper)
@@ -503,11 +490,7 @@ static void shutdown_daemon(struct daemon *d)
 	sessions_free(d);
 	client_ids_free(d);
 	safe_close(d->journal_fd);
-	if (d->timeline)
-		json_object_put(d->timeline);
-	if (d->last_timeline)
-		json_object_put(d->last_timeline);
-	d->timeline = d->last_timeline = NULL;
+	timeline_free(d);
 	/* luod.socket's path belongs to systemd, which keeps listening. */
 	if (d->cfg.socket_path && !socket_activated)
 		unlink(d->cfg.socket_path);
@@ -585,10 +568,11 @@ int main(int argc, char **argv)
 		       1;
 	if (lock_state_dir(&d) < 0 || device_probe(&d) < 0)
 		return 1;
+	state_init(&d);
 	if (state_load(&d) < 0)
 		return 1;
-	fdstore_adopt(&d);
-	keeper_start(&d);
+	sessions_adopt_fdstore(&d);
+	sessions_keep(&d);
 	/* Only now: systemd's fd store and luod-keeper have handed back theirs. */
 	for (struct session *s = d.sessions; s; s = s->next)
 		if (session_detached(s))
@@ -599,7 +583,8 @@ int main(int argc, char **argv)
 	if (limits_init(&d) < 0 || setup_signals_and_timer(&d) < 0 ||
 	    listen_socket(&d) < 0)
 		return 1;
-	keeper_reap(&d); /* a keeper that died before SIGCHLD was watched */
+	keeper_reap(); /* a keeper that died before SIGCHLD was watched */
+	sessions_keeper_check(&d);
 	grace_arm(&d);
 	listen_fds_close_rest();
 

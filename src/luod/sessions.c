@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* The sessions luod holds for its clients, keyed by (client id, name). */
+/*
+ * The sessions luod holds for its clients, keyed by (client id, name), and
+ * the copies its custodians (luod-keeper, systemd's fd store) hold of each.
+ * Every change is told to the journal through d->journal_session.
+ */
 #include <inttypes.h>
 #include <sys/timerfd.h>
 
@@ -101,7 +105,7 @@ int session_create(struct daemon *d, const char *client, const char *name,
 		return -ENOMEM;
 	}
 	session_hold(d, s);
-	state_journal_put(d, s);
+	session_changed(d, s);
 	log_info("session %s/%s created for uid %u as %s", client, name,
 		 (unsigned)uid, s->kernel_name);
 	*out = s;
@@ -132,16 +136,129 @@ int session_claim(struct daemon *d, struct session *s)
 	if (getenv("LUOD_TEST_CRASH_AFTER_RETRIEVE"))
 		abort(); /* tests: die in the middle of a CLAIM */
 #endif
-	state_journal_put(d, s);
+	session_changed(d, s);
 	timeline_add(d, "claim", s->client, s->name);
 	return 0;
+}
+
+void session_changed(struct daemon *d, const struct session *s)
+{
+	if (d->journal_session)
+		d->journal_session(d, s, false);
+}
+
+static void hold_fdstore(struct session *s)
+{
+	int r = fdstore_hold(s->kernel_name, s->fd);
+
+	s->in_fdstore = r > 0;
+	if (r < 0)
+		log_errno(r, "cannot put session %s/%s (%s) into systemd's fd store, so an update with reboot_mode = systemd is refused until it is there (luod-keeper still holds it)",
+			  s->client, s->name, s->kernel_name);
 }
 
 /* Every fd luod holds has a copy with each custodian, which outlive luod. */
 void session_hold(struct daemon *d, struct session *s)
 {
-	keeper_hold(d, s);
-	fdstore_hold(d, s);
+	if (s->fd < 0)
+		return;
+	keeper_hold(s->kernel_name, s->fd);
+	hold_fdstore(s);
+}
+
+/* The owner no longer needs to be asked: the session is complete. */
+void session_set_left(struct daemon *d, struct session *s, bool left)
+{
+	if (s->left == left || s->state != SESSION_OUTGOING)
+		return;
+	s->left = left;
+	session_changed(d, s);
+}
+
+void sessions_leave(struct daemon *d, const char *id)
+{
+	for (struct session *s = sessions_of(d, id); s; s = s->next_of_id)
+		session_set_left(d, s, true);
+}
+
+/* luod-keeper hands back what it held for a previous luod. */
+static void adopt_from_keeper(struct daemon *d, const char *kname, int fd)
+{
+	struct session *s = session_by_kernel_name(d, kname);
+
+	if (!s || s->fd >= 0) {
+		/* Not ours to serve (no record, or luod has it): the keeper's
+		 * copy stays where it is, and luod keeps none. */
+		if (!s)
+			log_warning("luod-keeper holds %s, which luod's manifest does not know, so it stays held there",
+				    kname);
+		close(fd);
+		return;
+	}
+	/* Incoming in the manifest but held: luod died in the middle of a
+	 * CLAIM, after the kernel's retrieve. */
+	if (s->state == SESSION_INCOMING)
+		s->state = SESSION_CLAIMED;
+	s->fd = fd;
+	hold_fdstore(s);
+	session_changed(d, s);
+	log_notice("re-attached session %s/%s (%s, %s) from luod-keeper",
+		   s->client, s->name, kname, session_state_name(s->state));
+}
+
+/* Connect to (or start) luod-keeper, take back what it holds, and hand it
+ * every session luod holds. */
+void sessions_keep(struct daemon *d)
+{
+	if (!keeper_start(d, adopt_from_keeper))
+		return;
+	for (struct session *s = d->sessions; s; s = s->next)
+		keeper_hold(s->kernel_name, s->fd);
+}
+
+/* After each event: a keeper lost is replaced, and given everything. */
+void sessions_keeper_check(struct daemon *d)
+{
+	char how[128];
+	unsigned n = 0;
+
+	if (!keeper_take_lost(how, sizeof(how)))
+		return;
+	for (struct session *s = d->sessions; s; s = s->next)
+		n += s->fd >= 0;
+	log_warning("luod-keeper %s, so luod starts a new one and hands it the %u sessions it holds",
+		    how, n);
+	keeper_detach();
+	sessions_keep(d);
+}
+
+/* Sessions systemd hands back: after a restart of luod, or those it
+ * retrieved for luod across systemctl kexec (still incoming for clients). */
+void sessions_adopt_fdstore(struct daemon *d)
+{
+	char kname[LIVEUPDATE_SESSION_NAME_LENGTH];
+	int fd;
+
+	while ((fd = fdstore_take_session(kname)) >= 0) {
+		struct session *s = session_by_kernel_name(d, kname);
+
+		if (!s || s->fd >= 0) {
+			if (!s)
+				log_warning("systemd's fd store holds session %s, which luod's manifest does not know, so it stays there until luod.service stops",
+					    kname);
+			close(fd);
+			continue;
+		}
+		s->fd = fd;
+		s->in_fdstore = true;
+		/* An incoming session the keeper held would read, to the next
+		 * luod, as one luod died in the middle of claiming. */
+		if (s->state != SESSION_INCOMING)
+			keeper_hold(s->kernel_name, s->fd);
+		log_notice("session %s/%s (%s, %s) handed back by systemd",
+			   s->client, s->name, kname,
+			   session_state_name(s->state));
+	}
 }
 
 /* File a new session under its client id and in the list of all. */
@@ -188,9 +305,12 @@ static void session_unlink(struct daemon *d, struct session *s)
 void session_forget(struct daemon *d, struct session *s)
 {
 	if (s->fd >= 0)
-		keeper_drop(d, s);
-	fdstore_drop(d, s);
-	state_journal_del(d, s);
+		keeper_drop(s->kernel_name);
+	if (s->in_fdstore)
+		fdstore_drop(s->kernel_name);
+	s->in_fdstore = false;
+	if (d->journal_session)
+		d->journal_session(d, s, true);
 	session_unlink(d, s);
 }
 

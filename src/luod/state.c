@@ -161,24 +161,32 @@ static void journal_write(struct daemon *d, char *line)
 	free(line);
 }
 
-void state_journal_put(struct daemon *d, const struct session *s)
+static void journal_session(struct daemon *d, const struct session *s,
+			    bool gone)
 {
 	struct manifest_session ms = { 0 };
 
+	if (gone) {
+		journal_write(d, manifest_journal_del(++d->journal_seq,
+						      s->kernel_name));
+		return;
+	}
 	session_to_manifest(s, &ms);
 	journal_write(d, manifest_journal_put(++d->journal_seq, d->next_serial,
 					      &ms));
 }
 
-void state_journal_del(struct daemon *d, const struct session *s)
-{
-	journal_write(d,
-		      manifest_journal_del(++d->journal_seq, s->kernel_name));
-}
-
-void state_journal_event(struct daemon *d, struct json_object *event)
+static void journal_event(struct daemon *d, struct json_object *event)
 {
 	journal_write(d, manifest_journal_event(++d->journal_seq, event));
+}
+
+/* From now on every change to the session table and to the last
+ * update's timeline goes to the journal. */
+void state_init(struct daemon *d)
+{
+	d->journal_session = journal_session;
+	d->journal_event = journal_event;
 }
 
 static int load_journal(struct daemon *d, struct manifest *m)

@@ -3,10 +3,14 @@
  * The update: PREPARE every subscriber, wait for every READY, then write
  * the manifest, sync and kexec. Anything else on the way aborts it, and an
  * abort leaves every session exactly as it was.
+ *
+ * The barrier is this file's alone: d->waiting is the number of clients
+ * with in_barrier (subscribed, PREPARE sent, not ready yet) plus the
+ * client ids awaited (owners of outgoing sessions not connected). Only
+ * the functions below change them, and the reboot comes only at zero.
  */
 #include <inttypes.h>
 #include <stdarg.h>
-#include <sys/timerfd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -24,40 +28,6 @@ const char *phase_name(enum update_phase p)
 		return "rebooting";
 	}
 	return "?";
-}
-
-void timeline_add(struct daemon *d, const char *event, const char *client,
-		  const char *name)
-{
-	timeline_add_at(d, event, client, name, now_real_us());
-}
-
-void timeline_add_at(struct daemon *d, const char *event, const char *client,
-		     const char *name, uint64_t t_us)
-{
-	struct json_object *e = json_object_new_object();
-	struct json_object **tl = d->phase == PHASE_IDLE ? &d->last_timeline :
-							   &d->timeline;
-
-	if (!*tl)
-		*tl = json_object_new_array();
-	proto_add(&e, "event", json_object_new_string(event));
-	proto_add(&e, "t_us", json_object_new_uint64(t_us));
-	if (client)
-		proto_add(&e, "client", json_object_new_string(client));
-	if (name)
-		proto_add(&e, "name", json_object_new_string(name));
-	/* The timeline is kept whatever happens to one event. */
-	if (!e || !*tl || json_object_array_add(*tl, e) < 0) {
-		log_warning(
-			"out of memory: the %s event is missing from the update's timeline",
-			event);
-		if (e)
-			json_object_put(e);
-		return;
-	}
-	if (tl == &d->last_timeline) /* the copy under state_dir keeps it */
-		state_journal_event(d, e);
 }
 
 static struct json_object *absent_json(struct daemon *d);
@@ -103,12 +73,7 @@ void update_progress_flush(struct daemon *d)
 
 static void arm_timer(struct daemon *d, uint64_t us)
 {
-	struct itimerspec its = {
-		.it_value = { .tv_sec = (time_t)(us / 1000000),
-			      .tv_nsec = (long)(us % 1000000) * 1000 },
-	};
-
-	timerfd_settime(d->timer.fd, 0, &its, NULL);
+	timer_arm(d->timer.fd, us);
 }
 
 static void finish_requester(struct daemon *d, const char *code,
@@ -143,7 +108,7 @@ static void finish_requester(struct daemon *d, const char *code,
  * connected when the update starts (luod restarted and it is reconnecting,
  * or it went away) is waited for like a subscriber, under its client id.
  */
-bool session_holds_update(const struct session *s)
+static bool session_holds_update(const struct session *s)
 {
 	return s->state == SESSION_OUTGOING && !s->left;
 }
@@ -242,6 +207,7 @@ void update_abort(struct daemon *d, const char *code, const char *fmt, ...)
 		bool told = c->told_rebooting;
 
 		c->ready = false;
+		c->in_barrier = false;
 		c->told_rebooting = false;
 		/* The reply "rebooting" goes out before the syscall, so a
 		 * kernel that refuses it is reported to the requester here. */
@@ -308,7 +274,7 @@ static struct json_object *names_by_client(struct daemon *d)
 	return map;
 }
 
-void update_prepare_client(struct daemon *d, struct client *c)
+static void prepare_client(struct daemon *d, struct client *c)
 {
 	struct json_object *e, *names;
 	struct session *s;
@@ -369,6 +335,20 @@ void update_prepare_client(struct daemon *d, struct client *c)
 	client_send(d, c, e, NULL, 0);
 }
 
+/* systemctl kexec carries only what is in systemd's fd store. */
+static int unstored(struct daemon *d, char *err, size_t len)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->state == SESSION_OUTGOING && !s->in_fdstore) {
+			snprintf(err, len,
+				 "session %s/%s (%s) is not in systemd's fd store, so systemctl kexec would lose it; "
+				 "raise FileDescriptorStoreMax= in luod.service or set reboot_mode = direct",
+				 s->client, s->name, s->kernel_name);
+			return -ENOSPC;
+		}
+	return 0;
+}
+
 static void reboot_now(struct daemon *d)
 {
 	_cleanup_close_ int state_fd = -1;
@@ -383,10 +363,12 @@ static void reboot_now(struct daemon *d)
 	text = state_kexec_manifest(d);
 	if (!text)
 		r = -ENOMEM;
-	else if (via_systemd)
-		r = fdstore_store_manifest(d, text, stored, sizeof(stored), err,
-					   sizeof(err));
-	else
+	else if (via_systemd) {
+		r = unstored(d, err, sizeof(err));
+		if (r == 0)
+			r = fdstore_store_manifest(text, stored, sizeof(stored),
+						   err, sizeof(err));
+	} else
 		r = state_preserve(d, text, &state_fd);
 	if (r < 0) {
 		if (!via_systemd || !text)
@@ -421,7 +403,7 @@ static void reboot_now(struct daemon *d)
 	if (via_systemd) {
 		/* systemd now stops every service, luod included, and
 		 * systemd-shutdown does the kexec. */
-		if (fdstore_kexec(d, stored, err, sizeof(err)) == 0)
+		if (fdstore_kexec(stored, err, sizeof(err)) == 0)
 			return;
 		update_abort(d, PROTO_E_KERNEL, "%s", err);
 		return;
@@ -430,8 +412,7 @@ static void reboot_now(struct daemon *d)
 	/* Only a failure comes back here. */
 	update_abort(
 		d, PROTO_E_KERNEL,
-		"the kernel refused the kexec: reboot(LINUX_REBOOT_CMD_KEXEC) failed: %s. "
-		"See dmesg; a session whose files cannot be serialised is one cause",
+		"the kernel refused the kexec (reboot(LINUX_REBOOT_CMD_KEXEC): %s); see dmesg and luod(8), UPDATES",
 		strerror(-r));
 }
 
@@ -482,8 +463,8 @@ void update_start(struct daemon *d, struct client *requester,
 
 	for (struct client *c = d->clients; c; c = c->next) {
 		c->ready = false;
-		if (!c->dead && c->subscribed)
-			d->waiting++;
+		c->in_barrier = !c->dead && c->subscribed;
+		d->waiting += c->in_barrier;
 	}
 	subscribers = d->waiting;
 	client_ids_foreach(d, await_owner,
@@ -512,23 +493,26 @@ void update_start(struct daemon *d, struct client *requester,
 	fanout_names = names_by_client(d);
 	for (struct client *c = d->clients; c && d->phase == PHASE_PREPARING;
 	     c = c->next)
-		if (!c->dead && c->subscribed)
-			update_prepare_client(d, c);
+		if (c->in_barrier)
+			prepare_client(d, c);
 	json_object_put(fanout_names);
 	fanout_names = NULL;
 	check_barrier(d);
 }
 
 /* SUBSCRIBE while preparing: the client joins the barrier, or takes the
- * place its id had in it as an owner not connected. */
+ * place its id had in it as an owner not connected. Once per client,
+ * however often it subscribes. */
 void update_client_subscribed(struct daemon *d, struct client *c)
 {
 	struct client_id *ci = client_id_find(d, c->id);
 
-	if (d->phase != PHASE_PREPARING)
+	if (d->phase != PHASE_PREPARING || c->in_barrier || c->ready ||
+	    c->dead)
 		return;
+	c->in_barrier = true;
 	if (ci && ci->awaited) {
-		ci->awaited = false;
+		ci->awaited = false; /* its place in waiting is the client's now */
 		log_info("update %" PRIu64
 			 ": client %s, waited for, is back and subscribed",
 			 d->update_id, c->id);
@@ -537,39 +521,42 @@ void update_client_subscribed(struct daemon *d, struct client *c)
 	} else {
 		d->waiting++;
 	}
-	update_prepare_client(d, c);
+	prepare_client(d, c);
 }
 
-/* LEAVE: the client's sessions are complete; it no longer holds updates. */
+static void barrier_leave(struct daemon *d, const char *id)
+{
+	d->waiting--;
+	timeline_add(d, "ready", id, NULL);
+	snprintf(d->progress_ready, sizeof(d->progress_ready), "%s", id);
+	check_barrier(d);
+}
+
+void update_client_ready(struct daemon *d, struct client *c)
+{
+	if (!c->in_barrier)
+		return;
+	c->in_barrier = false;
+	c->ready = true;
+	log_info("update %" PRIu64 ": client %s ready, %u to go", d->update_id,
+		 c->id, d->waiting - 1);
+	barrier_leave(d, c->id);
+}
+
+/* LEAVE: the client's sessions are complete, which is as good as READY;
+ * an owner waited for under its id no longer is. */
 void update_client_left(struct daemon *d, struct client *c)
 {
 	struct client_id *ci = client_id_find(d, c->id);
 
 	if (d->phase != PHASE_PREPARING)
 		return;
-	if (ci && ci->awaited) {
-		ci->awaited = false;
-		d->waiting--;
-		timeline_add(d, "ready", c->id, NULL);
-		snprintf(d->progress_ready, sizeof(d->progress_ready), "%s",
-			 c->id);
-		check_barrier(d);
-	} else if (c->subscribed && !c->ready) {
+	if (c->in_barrier) {
 		update_client_ready(d, c);
+	} else if (ci && ci->awaited) {
+		ci->awaited = false;
+		barrier_leave(d, c->id);
 	}
-}
-
-void update_client_ready(struct daemon *d, struct client *c)
-{
-	if (c->ready)
-		return;
-	c->ready = true;
-	d->waiting--;
-	timeline_add(d, "ready", c->id, NULL);
-	log_info("update %" PRIu64 ": client %s ready, %u to go", d->update_id,
-		 c->id, d->waiting);
-	snprintf(d->progress_ready, sizeof(d->progress_ready), "%s", c->id);
-	check_barrier(d);
 }
 
 void update_client_not_ready(struct daemon *d, struct client *c,
@@ -581,9 +568,10 @@ void update_client_not_ready(struct daemon *d, struct client *c,
 		     reason);
 }
 
+/* From clients_gc(): a client counted in the barrier is gone before READY. */
 void update_client_gone(struct daemon *d, struct client *c)
 {
-	if (d->phase != PHASE_PREPARING || !c->subscribed || c->ready)
+	if (d->phase != PHASE_PREPARING || !c->in_barrier)
 		return;
 	update_abort(d, PROTO_E_ABORTED,
 		     "client %s (pid %d) disconnected before it was ready",
@@ -592,25 +580,29 @@ void update_client_gone(struct daemon *d, struct client *c)
 
 void update_timer(struct daemon *d, struct watch *w, uint32_t events)
 {
-	struct names who = { 0 };
 	uint64_t ticks;
+
+	if (read(w->fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		update_timeout(d);
+}
+
+void update_timeout(struct daemon *d)
+{
+	struct names who = { 0 };
 	bool absent;
 
-	if (read(w->fd, &ticks, sizeof(ticks)) != sizeof(ticks) ||
-	    d->phase != PHASE_PREPARING)
+	if (d->phase != PHASE_PREPARING)
 		return;
 	for (struct client *c = d->clients; c; c = c->next)
-		if (!c->dead && c->subscribed && !c->ready)
+		if (c->in_barrier)
 			names_add(&who, "%s (pid %d)", c->id, (int)c->pid);
 	client_ids_foreach(d, name_awaited, &who);
 	absent = strstr(who.buf, "(not connected)") != NULL;
 	update_abort(
 		d, PROTO_E_ABORTED,
-		"timed out waiting for %u client(s) to become ready: %s. "
-		"Check those clients, or give them longer with luoctl kexec --timeout%s",
+		"timed out waiting for %u client(s) to become ready (%s); %s",
 		d->waiting, who.buf,
-		absent ?
-			"; a client not connected owns sessions it did not leave: start it again, "
-			"release its sessions (luoctl release), or update without it (luoctl kexec --force)" :
-			"");
+		absent ? "start those not connected again, release their sessions (luoctl release) or update without them "
+			 "(luoctl kexec --force); see luod(8), UPDATES" :
+			 "check those clients, or give them longer with luoctl kexec --timeout");
 }

@@ -59,17 +59,6 @@ int luo_get_name(int session_fd, char name[LIVEUPDATE_SESSION_NAME_LENGTH])
 	return -ENOTTY;
 }
 
-/* main.c's, without an epoll set. */
-int daemon_watch(struct daemon *d, struct watch *w, uint32_t events)
-{
-	return 0;
-}
-
-int daemon_rewatch(struct daemon *d, struct watch *w, uint32_t events)
-{
-	return 0;
-}
-
 static struct daemon d;
 static char state_dir[] = "/tmp/test-daemon.XXXXXX";
 
@@ -92,13 +81,14 @@ static int setup(void **state)
 	d.timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	d.timer.handler = update_timer;
 	assert_true(d.timer.fd >= 0);
+	state_init(&d);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	for (struct client *c = d.clients; c; c = c->next)
-		client_drop(&d, c, "test over");
+		client_fail(&d, c, "test over");
 	clients_reap(&d);
 	sessions_free(&d);
 	client_ids_free(&d);
@@ -133,7 +123,7 @@ static struct peer *connect_peer(void)
 
 static void peer_close(struct peer *p)
 {
-	client_drop(&d, p->c, "closed");
+	client_fail(&d, p->c, "closed");
 	clients_reap(&d);
 	close(p->fd);
 	proto_reader_free(&p->in);
@@ -146,6 +136,7 @@ static void say(struct peer *p, const char *line)
 
 	assert_non_null(m.obj);
 	command_dispatch(&d, p->c, &m);
+	clients_gc(&d); /* as the loop does after each event */
 	proto_msg_clear(&m);
 }
 
