@@ -201,6 +201,12 @@ void timeline_free(struct daemon *d);
 int device_open(struct daemon *d);
 int device_probe(struct daemon *d);
 int device_create_session(struct daemon *d, const char *name);
+/* A session under the first name next_name gives that the kernel has free
+ * (a session from before a luod restart may hold one), with one open of
+ * the device for all the tries. */
+typedef void (*device_name_fn)(char name[64], void *data);
+int device_create_unique(struct daemon *d, device_name_fn next_name,
+			 void *data, char name[64]);
 int device_retrieve_session(struct daemon *d, const char *name);
 
 /* keeper.c: luod-keeper holds a copy of every session fd luod holds */

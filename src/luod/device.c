@@ -110,6 +110,20 @@ int device_create_session(struct daemon *d, const char *name)
 	return dev < 0 ? dev : luo_create_session(dev, name);
 }
 
+int device_create_unique(struct daemon *d, device_name_fn next_name,
+			 void *data, char name[LIVEUPDATE_SESSION_NAME_LENGTH])
+{
+	_cleanup_close_ int dev = device_open(d);
+	int fd = -EEXIST;
+
+	for (int tries = 0; dev >= 0 && tries < 1000 && fd == -EEXIST;
+	     tries++) {
+		next_name(name, data);
+		fd = luo_create_session(dev, name);
+	}
+	return dev < 0 ? dev : fd;
+}
+
 int device_retrieve_session(struct daemon *d, const char *name)
 {
 	_cleanup_close_ int dev = device_open(d);

@@ -57,37 +57,32 @@ unsigned sessions_count(struct daemon *d, enum session_state st)
  * The serial makes ours unique; the rest only helps a person reading
  * /proc/PID/fd or the kernel's debug output.
  */
-static void make_kernel_name(char out[64], uint64_t serial, const char *client,
-			     const char *name)
+struct name_ctx {
+	struct daemon *d;
+	const char *client, *name;
+};
+
+static void next_kernel_name(char out[64], void *data)
 {
-	snprintf(out, 64, "luod.%" PRIu64 ".%s.%s", serial, client, name);
+	struct name_ctx *n = data;
+
+	snprintf(out, 64, "luod.%" PRIu64 ".%s.%s", n->d->next_serial++,
+		 n->client, n->name);
 }
 
 int session_create(struct daemon *d, const char *client, const char *name,
 		   uid_t uid, struct session **out)
 {
-	_cleanup_close_ int dev = -1;
+	struct name_ctx ctx = { d, client, name };
 	struct session *s;
-	int fd = -EEXIST;
+	int fd;
 
 	if (session_find(d, client, name))
 		return -EEXIST;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	/* A name can still be taken in the kernel by a session from before a
-	 * luod restart: skip serials until one is free, with one open of the
-	 * device for all the tries. */
-	dev = device_open(d);
-	for (int tries = 0; dev >= 0 && tries < 1000 && fd == -EEXIST;
-	     tries++) {
-		make_kernel_name(s->kernel_name, d->next_serial++, client,
-				 name);
-		fd = luo_create_session(dev, s->kernel_name);
-	}
-	if (dev < 0)
-		fd = dev;
-	dev = safe_close(dev); /* PID 1 may need it next */
+	fd = device_create_unique(d, next_kernel_name, &ctx, s->kernel_name);
 	if (fd < 0) {
 		free(s);
 		return fd;
