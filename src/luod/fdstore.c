@@ -102,8 +102,7 @@ int fdstore_take_manifest(char *fdname, size_t len)
 	    manifest_fdname(boot_id, own, sizeof(own)) == 0 &&
 	    streq(own, fdname)) {
 		log_warning(
-			"systemd's fd store holds a manifest from this same boot: the last luod stopped after "
-			"storing it, before systemctl kexec. Dropping it; the copy in the state directory is used");
+			"systemd's fd store holds a manifest from this same boot (the last luod stopped between storing it and systemctl kexec), so luod drops it and uses the copy in the state directory");
 		notify_fdstore_remove(fdname);
 		close(fd);
 		return -ENOENT;

@@ -312,10 +312,9 @@ static int serve_passed_socket(struct daemon *d, int fd, const char *path)
 
 	if (!streq(path, d->cfg.socket_path))
 		log_warning(
-			"the service manager passed a socket on %s, but socket_path is %s: luod serves %s. "
-			"Set ListenStream= in luod.socket (systemctl edit luod.socket) and socket_path in "
-			"luod.conf to the same path, or clients looking for %s will not find luod",
-			path, d->cfg.socket_path, path, d->cfg.socket_path);
+			"the service manager passed a socket on %s but socket_path is %s, so luod serves %s; "
+			"set ListenStream= in luod.socket and socket_path in luod.conf to the same path (see luod(8), SYSTEMD)",
+			path, d->cfg.socket_path, path);
 	snprintf(served, sizeof(served), "%s", path);
 	d->cfg.socket_path = served;
 	socket_activated = true;
@@ -541,9 +540,8 @@ int main(int argc, char **argv)
 	resolve_reboot_mode(&d.cfg);
 	if (d.cfg.reboot_mode == REBOOT_SYSTEMD && !notify_fdstore_enabled()) {
 		log_error(
-			"reboot_mode = systemd needs luod to run as a systemd service with a file-descriptor "
-			"store ($FDSTORE is not set: luod.service sets FileDescriptorStoreMax=, which "
-			"systemd >= 254 passes on). Start luod with systemctl, or set reboot_mode = direct");
+			"reboot_mode = systemd needs luod to run as a systemd service with a file-descriptor store "
+			"($FDSTORE is not set), so start luod with systemctl or set reboot_mode = direct (see luod(8), REBOOT MODES)");
 		return 1;
 	}
 	log_info(
