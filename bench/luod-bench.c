@@ -807,8 +807,11 @@ static int clients_restore(unsigned n, pid_t luod_pid)
 		pids[i] = fork();
 		if (pids[i] < 0)
 			return check(false, "fork client %u: %m", i), 1;
-		if (pids[i] == 0)
+		if (pids[i] == 0) {
+			/* The child needs only its slot, and never returns. */
+			free(take_ptr(pids));
 			restore_child(&s[i], i);
+		}
 		if (!parent_wait(&s[i], pids[i], 1, i))
 			return 1;
 	}

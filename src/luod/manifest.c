@@ -83,7 +83,13 @@ static void text_add(struct text *t, const char *s, size_t n)
 {
 	if (t->failed)
 		return;
-	if (t->len + n + 1 > t->size) {
+	/* Far below SIZE_MAX, so that neither len + n + 1 nor the doubling
+	 * below can wrap around. */
+	if (n > SIZE_MAX / 4 - t->len) {
+		t->failed = true;
+		return;
+	}
+	if (!t->buf || t->len + n + 1 > t->size) {
 		size_t size = t->size ? t->size : 256;
 		char *grown;
 

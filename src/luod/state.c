@@ -191,7 +191,7 @@ void state_init(struct daemon *d)
 
 static int load_journal(struct daemon *d, struct manifest *m)
 {
-	_cleanup_free_ char *path = run_path(d, ".journal"), *text = NULL;
+	_cleanup_free_ char *path = run_path(d, ".journal");
 	_cleanup_close_ int fd = -1;
 	char err[256];
 	size_t len;
@@ -204,6 +204,10 @@ static int load_journal(struct daemon *d, struct manifest *m)
 		return errno == ENOENT ?
 			       0 :
 			       log_errno(-errno, "cannot read %s", path);
+	/* Declared past the early returns: gcc 12's -fanalyzer takes it
+	 * for uninitialised on them otherwise. */
+	_cleanup_free_ char *text = NULL;
+
 	r = read_all_fd(fd, MANIFEST_MAX_BYTES, &text, &len);
 	if (r < 0)
 		return log_errno(r, "cannot read %s", path);

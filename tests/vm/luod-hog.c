@@ -81,6 +81,12 @@ static int hold(int n, unsigned seconds, bool reconnect)
 	char refused_msg[512] = "", drop_msg[512] = "";
 	struct json_object *o;
 
+	if (!c || !p) {
+		fprintf(stderr, "luod-hog: out of memory\n");
+		free(c);
+		free(p);
+		return 1;
+	}
 	for (int i = 0; i < n; i++) {
 		c[i].fd = connect_luod(true);
 		c[i].t_us = now_mono_us();
@@ -171,6 +177,10 @@ static int hold(int n, unsigned seconds, bool reconnect)
 	json_object_object_add(o, "drop_msg", json_object_new_string(drop_msg));
 	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+	for (int i = 0; i < n; i++)
+		safe_close(c[i].fd);
+	free(p);
+	free(c);
 	return 0;
 }
 

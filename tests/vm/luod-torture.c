@@ -68,6 +68,16 @@ static long rss_kib(void)
 	return kib;
 }
 
+/* Out of memory in the test itself: no test result means anything now. */
+static void *must(void *p)
+{
+	if (!p) {
+		printf("Bail out! luod-torture: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
 /* Read one reply line within 5 s: its JSON, or NULL at EOF or timeout. */
 static struct json_object *read_reply(int fd, struct proto_reader *r)
 {
@@ -92,20 +102,21 @@ static struct json_object *read_reply(int fd, struct proto_reader *r)
 	}
 }
 
-/* Send raw bytes, read the reply, return its "error" code ("" if ok). */
+/* Send raw bytes, read the reply, return its "error" code ("" if ok);
+ * never NULL. */
 static char *raw_request(int fd, struct proto_reader *r, const char *bytes)
 {
 	struct json_object *o;
 	char *code;
 
 	if (write_all(fd, bytes, strlen(bytes)) < 0)
-		return strdup("<write failed>");
+		return must(strdup("<write failed>"));
 	o = read_reply(fd, r);
 	if (!o)
-		return strdup("<no reply>");
-	code = strdup(proto_get_string(o, "error") ?
-			      proto_get_string(o, "error") :
-			      "");
+		return must(strdup("<no reply>"));
+	code = must(strdup(proto_get_string(o, "error") ?
+				   proto_get_string(o, "error") :
+				   ""));
 	json_object_put(o);
 	return code;
 }
@@ -175,7 +186,7 @@ static void long_line(void)
 	struct proto_reader r = { 0 };
 	int fd = connect_luod();
 	size_t n = PROTO_MAX_LINE + 4096;
-	char *big = malloc(n + 1), buf[256];
+	char *big = must(malloc(n + 1)), buf[256];
 	struct json_object *o;
 	ssize_t got;
 
@@ -275,7 +286,7 @@ static void many_connections(void)
 {
 	enum { N = 1000 };
 	struct rlimit rl = { 4096, 4096 };
-	int *fds = calloc(N, sizeof(int)), opened = 0, busy = 0, peak;
+	int *fds = must(calloc(N, sizeof(int))), opened = 0, busy = 0, peak;
 
 	setrlimit(RLIMIT_NOFILE, &rl);
 	for (int i = 0; i < N; i++) {
