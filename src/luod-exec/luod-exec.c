@@ -466,7 +466,7 @@ static int preserve_all(void)
 		r = luod_session_preserve_fd(session_fd, m->fd, m->token);
 		if (r < 0) {
 			log_error(
-				"preserving '%s' (%s) in session %s: %s; is there that much free memory?",
+				"preserving '%s' (%s) in session %s: %s; check that there is that much free memory",
 				m->label, human_size(m->size), arg.session,
 				strerror(-r));
 			goto fail;
@@ -503,7 +503,8 @@ static int restore_mems(int sfd)
 	manifest = luod_session_retrieve_fd(sfd, MANIFEST_TOKEN);
 	if (manifest < 0) {
 		log_error(
-			"retrieving the manifest (token 0) of session %s: %s; was the session made by luod-exec? 'luoctl release %s %s' drops it",
+			"retrieving the manifest (token 0) of session %s: %s; a session not made by luod-exec has none, "
+			"and 'luoctl release %s %s' drops it (see luod-exec(1), THE SESSION)",
 			arg.session, strerror(-manifest), arg.id, arg.session);
 		return manifest;
 	}
@@ -534,7 +535,7 @@ static int restore_mems(int sfd)
 			log_error(
 				"the manifest has token %016" PRIx64
 				" for '%s', not %016" PRIx64
-				"; was the session made by another luod-exec version?",
+				", so the session was perhaps made by another luod-exec version (see luod-exec(1), THE SESSION)",
 				e->token, m->label, m->token);
 			return -EBADMSG;
 		}
@@ -711,7 +712,7 @@ static int qemu_started(const char *state)
 	if (r == 0)
 		return 0;
 	log_error("QEMU (pid %d) did not %s: %s; the VM's memory stays in session %s: run luod-exec again to retry, "
-		  "'luoctl release %s %s' drops it",
+		  "or 'luoctl release %s %s' to drop it",
 		  (int)prog.pid, streq(state, "new") ? "start" : "resume the VM",
 		  err, arg.session, arg.id, arg.session);
 	qemu_stop();
@@ -1536,7 +1537,8 @@ int main(int argc, char **argv)
 	r = luod_connect(arg.socket, arg.id, &client);
 	if (r < 0) {
 		log_error(
-			"cannot talk to luod%s%s: %s; is luod running? Pass --socket or set $LUOD_SOCKET if it listens elsewhere",
+			"cannot talk to luod%s%s: %s; check that luod runs, or pass --socket or set $LUOD_SOCKET if it "
+			"listens elsewhere",
 			arg.socket ? " at " : "", arg.socket ? arg.socket : "",
 			strerror(-r));
 		return EXIT_FAILED;

@@ -190,7 +190,7 @@ int qmp_connect(const char *path, pid_t pid, uint64_t deadline_us,
 			snprintf(err, errlen, "cannot connect to QMP at %s: %s",
 				 path,
 				 r == -ENOENT || r == -ECONNREFUSED ?
-					 "QEMU did not open it (did it start?)" :
+					 "QEMU did not open it (it exited, or did not start in time)" :
 					 strerror(-r));
 			return r;
 		}

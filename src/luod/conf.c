@@ -39,7 +39,7 @@ int ini_parse(const char *text, size_t len, ini_handler_t handler,
 		for (const char *q = text; *q; q++)
 			*line += *q == '\n';
 		snprintf(err, errlen,
-			 "contains a NUL byte; is this a text file?");
+			 "contains a NUL byte, so it is not a text file");
 		return -EINVAL;
 	}
 	while (p < end) {

@@ -53,11 +53,11 @@ int kexec_load(const char *kernel, const char *initrd, const char *cmdline,
 			err, errlen, "kexec_file_load(%s) failed: %s%s", kernel,
 			strerror(e),
 			e == ENOEXEC ?
-				" (not a bzImage this kernel can load; is it relocatable, "
-				"CONFIG_RELOCATABLE=y?)" :
+				" (not a bzImage this kernel can load, for example one built without "
+				"CONFIG_RELOCATABLE=y; see luod(8), REQUIREMENTS)" :
 			e == EPERM || e == EKEYREJECTED ?
 				" (kexec may be disabled by kernel.kexec_load_disabled, lockdown or signature "
-				"enforcement)" :
+				"enforcement; see luod(8), REQUIREMENTS)" :
 				"");
 		return -e;
 	}

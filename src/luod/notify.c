@@ -92,11 +92,10 @@ int notify_ready(const char *fmt, ...)
 	r = notify_v("READY=1\n", fmt, ap);
 	va_end(ap);
 	if (r < 0)
-		log_errno(
-			r,
-			"cannot tell the service manager that luod is ready (NOTIFY_SOCKET=%s); "
-			"systemd will time the start out. Check that luod.service has NotifyAccess=main",
-			getenv("NOTIFY_SOCKET"));
+		log_error(
+			"cannot tell the service manager that luod is ready (NOTIFY_SOCKET=%s: %s), so systemd will "
+			"time the start out; check that luod.service has NotifyAccess=main (see luod(8), SYSTEMD)",
+			getenv("NOTIFY_SOCKET"), strerror(-r));
 	return r;
 }
 
