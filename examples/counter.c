@@ -185,7 +185,7 @@ int main(int argc, char **argv)
 	r = luod_connect(socket_path, id, &c);
 	if (r < 0) {
 		fprintf(stderr,
-			"counter: cannot talk to luod: %s; is luod running? Pass --socket or set $LUOD_SOCKET if it listens elsewhere\n",
+			"counter: cannot talk to luod: %s; check that luod runs, or pass --socket or set $LUOD_SOCKET if it listens elsewhere\n",
 			strerror(-r));
 		return 1;
 	}

@@ -958,7 +958,7 @@ int main(int argc, char **argv)
 	if (!arg.no_luod) {
 		r = luod_connect(arg.socket, arg.id, &luod);
 		if (r < 0) {
-			say("cannot talk to luod: %s; is luod running? Pass --socket if it listens elsewhere, or --no-luod to run without live updates",
+			say("cannot talk to luod: %s; check that luod runs, pass --socket if it listens elsewhere, or --no-luod to run without live updates",
 			    strerror(-r));
 			return 1;
 		}
