@@ -65,6 +65,11 @@ struct luod_event {
 /* Connect to luod (path NULL: $LUOD_SOCKET or LUOD_DEFAULT_SOCKET) and say
  * HELLO with client id `id` (may be NULL for admin-only use). */
 int luod_connect(const char *path, const char *id, struct luod_client **out);
+/* luod_connect(), luod_create_session(name) and luod_subscribe() in one
+ * round trip: a client's first start. On failure nothing is kept open; a
+ * session luod made is still held by luod, and CLAIM gives it back. */
+int luod_connect_subscribed(const char *path, const char *id, const char *name,
+			    int *session_fd, struct luod_client **out);
 void luod_disconnect(struct luod_client *c);
 /* An fd for the caller's own poll/epoll loop (not the socket itself: events
  * that arrived during another call are queued, and this fd stays readable

@@ -2,8 +2,10 @@
 /*
  * libluod: a blocking client of the luod protocol (docs/PROTOCOL.md).
  *
- * One request is in flight at a time, so the next reply with our "seq" is
- * ours; events that arrive before it are queued with their fds for
+ * Requests are answered in order, and each reply carries its request's
+ * "seq": one request is in flight at a time, except in
+ * luod_connect_subscribed(), which sends three before it reads a reply;
+ * events that arrive before a reply are queued with their fds for
  * luod_next_event(). Because a call may read events ahead, the socket alone
  * cannot say "an event is waiting": luod_fd() is an epoll fd watching the
  * socket and an eventfd that is kept readable while the queue is not empty.
@@ -39,6 +41,7 @@ struct luod_client {
 	struct proto_reader reader;
 	struct queued_event *head, *tail;
 	int64_t seq;
+	unsigned in_flight; /* requests sent and not answered */
 	uint64_t generation;
 	char *id;
 	char *path;
@@ -112,7 +115,8 @@ static bool reply_is_for(struct json_object *obj, struct json_object *seq)
 static int drain(struct luod_client *c, struct json_object *seq,
 		 struct proto_msg *reply, int *bad)
 {
-	for (;;) {
+	/* Replies to requests sent after seq stay in the reader for them. */
+	while (!(reply && reply->obj && c->in_flight > 0)) {
 		struct proto_msg m;
 		int r = proto_reader_next(&c->reader, &m);
 
@@ -132,6 +136,7 @@ static int drain(struct luod_client *c, struct json_object *seq,
 				return r;
 		} else if (seq && !reply->obj && reply_is_for(m.obj, seq)) {
 			*reply = m;
+			c->in_flight--;
 		} else {
 			proto_msg_clear(&m);
 		}
@@ -161,33 +166,41 @@ static int refused(struct luod_client *c, struct json_object *reply)
 	return -EPROTO;
 }
 
-/*
- * Send req (consumed) and wait for its reply. Returns 0 with *reply filled,
- * -EPROTO when luod refused (the code and message are kept), or -errno.
- */
-static int call_fds(struct luod_client *c, struct json_object *req,
-		    const int *fds, size_t n_fds, struct proto_msg *reply)
+/* Send req (not consumed); *seq is its "seq", which the reply carries. */
+static int send_request(struct luod_client *c, struct json_object *req,
+			const int *fds, size_t n_fds, struct json_object **seq)
 {
-	struct json_object *seq;
-	bool ok = false;
-	int bad = 0, r;
+	int r;
 
-	*reply = (struct proto_msg){ 0 };
 	if (!req)
 		return -ENOMEM;
-	if (c->dead) {
-		json_object_put(req);
+	if (c->dead)
 		return c->dead;
-	}
-	if (!json_object_object_get_ex(req, "seq", &seq)) {
-		seq = json_object_new_int64(++c->seq);
-		json_object_object_add(req, "seq", seq);
+	if (!json_object_object_get_ex(req, "seq", seq)) {
+		*seq = json_object_new_int64(++c->seq);
+		json_object_object_add(req, "seq", *seq);
 	}
 	r = proto_send(c->sock, req, fds, n_fds);
 	/* luod may have closed with a reason already (a connection limit):
 	 * read it rather than report a broken pipe. */
 	if (r == -EPIPE || r == -ECONNRESET)
 		r = 0;
+	if (r == 0)
+		c->in_flight++;
+	return r;
+}
+
+/*
+ * The reply to seq: 0 with *reply filled, -EPROTO when luod refused (the
+ * code and message are kept), or -errno.
+ */
+static int await_reply(struct luod_client *c, struct json_object *seq,
+		       struct proto_msg *reply)
+{
+	bool ok = false;
+	int bad = 0, r = 0;
+
+	*reply = (struct proto_msg){ 0 };
 	while (r == 0) {
 		r = drain(c, seq, reply, &bad);
 		if (r < 0 || reply->obj)
@@ -198,16 +211,31 @@ static int call_fds(struct luod_client *c, struct json_object *req,
 		if (r == 0)
 			r = fill(c);
 	}
-	json_object_put(req);
-	if (!reply->obj)
+	if (!reply->obj) {
+		if (c->in_flight)
+			c->in_flight--; /* a late reply is dropped by its seq */
 		return r < 0 ? r : -EIO;
-
+	}
 	if (!proto_get_bool(reply->obj, "ok", &ok) || !ok) {
 		r = refused(c, reply->obj);
 		proto_msg_clear(reply);
 		return r;
 	}
 	return 0;
+}
+
+/* Send req (consumed) and wait for its reply, as await_reply(). */
+static int call_fds(struct luod_client *c, struct json_object *req,
+		    const int *fds, size_t n_fds, struct proto_msg *reply)
+{
+	struct json_object *seq = NULL;
+	int r = send_request(c, req, fds, n_fds, &seq);
+
+	*reply = (struct proto_msg){ 0 };
+	if (r == 0)
+		r = await_reply(c, seq, reply);
+	json_object_put(req);
+	return r;
 }
 
 static int call(struct luod_client *c, struct json_object *req,
@@ -354,32 +382,48 @@ static int hello_errno(const struct luod_client *c)
 	return -EPROTO;
 }
 
-static int hello(struct luod_client *c)
-{
-	struct json_object *req = request(c, "HELLO", true);
-	struct proto_msg reply;
-	int64_t v;
-	int r;
 
-	if (req)
-		json_object_object_add(req, "version",
+static int hello_request(struct luod_client *c, struct json_object **req)
+{
+	*req = request(c, "HELLO", true);
+	if (*req)
+		json_object_object_add(*req, "version",
 				       json_object_new_int(PROTO_VERSION));
-	r = call(c, req, &reply);
+	return *req ? 0 : -ENOMEM;
+}
+
+static int hello_reply(struct luod_client *c, int r, struct proto_msg *reply)
+{
+	int64_t v;
+
 	if (r == -EPROTO)
 		return hello_errno(c);
 	if (r < 0)
 		return r;
-	if (proto_get_int64(reply.obj, "version", &v) && v != PROTO_VERSION) {
-		proto_msg_clear(&reply);
+	if (proto_get_int64(reply->obj, "version", &v) && v != PROTO_VERSION) {
+		proto_msg_clear(reply);
 		return -EPROTONOSUPPORT;
 	}
-	if (proto_get_int64(reply.obj, "generation", &v) && v >= 0)
+	if (proto_get_int64(reply->obj, "generation", &v) && v >= 0)
 		c->generation = (uint64_t)v;
-	proto_msg_clear(&reply);
+	proto_msg_clear(reply);
 	return 0;
 }
 
-int luod_connect(const char *path, const char *id, struct luod_client **out)
+static int hello(struct luod_client *c)
+{
+	struct json_object *req;
+	struct proto_msg reply = { 0 };
+	int r = hello_request(c, &req);
+
+	if (r == 0)
+		r = call(c, req, &reply);
+	return hello_reply(c, r, &reply);
+}
+
+/* A connected client that has not said HELLO yet. */
+static int client_open(const char *path, const char *id,
+		       struct luod_client **out)
 {
 	_cleanup_(luod_disconnectp) struct luod_client *c = NULL;
 	int r;
@@ -411,9 +455,87 @@ int luod_connect(const char *path, const char *id, struct luod_client **out)
 	c->path = strdup(path);
 	if (!c->path)
 		return -ENOMEM;
-	r = hello(c);
+	*out = take_ptr(c);
+	return 0;
+}
+
+int luod_connect(const char *path, const char *id, struct luod_client **out)
+{
+	_cleanup_(luod_disconnectp) struct luod_client *c = NULL;
+	int r = client_open(path, id, &c);
+
+	if (r == 0)
+		r = hello(c);
 	if (r < 0)
 		return r;
+	*out = take_ptr(c);
+	return 0;
+}
+
+static int session_reply(struct luod_client *c, const char *name, int r,
+			 struct proto_msg *reply, int *session_fd);
+
+/* The client is gone with luod's message: its refusal as errno. */
+static int refusal_errno(const struct luod_client *c, int r)
+{
+	if (r != -EPROTO)
+		return r;
+	if (streq(c->error, PROTO_E_EXISTS))
+		return -EEXIST;
+	if (streq(c->error, PROTO_E_BUSY) || streq(c->error, PROTO_E_STATE))
+		return -EBUSY;
+	if (streq(c->error, PROTO_E_PERMISSION))
+		return -EACCES;
+	if (streq(c->error, PROTO_E_KERNEL))
+		return -EIO;
+	return r;
+}
+
+/*
+ * HELLO, CREATE_SESSION and SUBSCRIBE go out together, and the replies are
+ * read after: one round trip where luod_connect(), luod_create_session()
+ * and luod_subscribe() take three. luod serves a connection's requests in
+ * order, so the session exists before the subscription counts.
+ */
+int luod_connect_subscribed(const char *path, const char *id, const char *name,
+			    int *session_fd, struct luod_client **out)
+{
+	_cleanup_(luod_disconnectp) struct luod_client *c = NULL;
+	struct json_object *req[3] = { NULL }, *seq[3] = { NULL };
+	struct proto_msg reply[3] = { { 0 } };
+	int r, rs[3];
+
+	if (!id || !session_fd || !proto_valid_name(name))
+		return -EINVAL;
+	r = client_open(path, id, &c);
+	if (r < 0)
+		return r;
+	r = hello_request(c, &req[0]);
+	req[1] = request(c, "CREATE_SESSION", true);
+	add_string(req[1], "name", name);
+	req[2] = request(c, "SUBSCRIBE", true);
+	for (int i = 0; i < 3 && r == 0; i++)
+		r = send_request(c, req[i], NULL, 0, &seq[i]);
+	for (int i = 0; i < 3; i++) {
+		/* Every reply is read, so that none is left for a later call. */
+		rs[i] = r < 0 ? r : await_reply(c, seq[i], &reply[i]);
+		json_object_put(req[i]);
+	}
+	r = hello_reply(c, rs[0], &reply[0]);
+	if (r == 0)
+		r = refusal_errno(c, session_reply(c, name, rs[1], &reply[1],
+						   session_fd));
+	else
+		proto_msg_clear(&reply[1]);
+	if (r == 0 && rs[2] < 0) {
+		close(*session_fd); /* luod holds it: CLAIM gives it back */
+		*session_fd = -1;
+		r = refusal_errno(c, rs[2]);
+	}
+	proto_msg_clear(&reply[2]);
+	if (r < 0)
+		return r;
+	c->subscribed = true;
 	*out = take_ptr(c);
 	return 0;
 }
@@ -536,11 +658,30 @@ int luod_subscribe(struct luod_client *c)
 	return r;
 }
 
+static int session_reply(struct luod_client *c, const char *name, int r,
+			 struct proto_msg *reply, int *session_fd)
+{
+	struct json_object *so = NULL;
+
+	if (r < 0)
+		return r;
+	if (reply->n_fds != 1) {
+		proto_msg_clear(reply);
+		return -EBADMSG;
+	}
+	*session_fd = reply->fds[0];
+	reply->n_fds = 0;
+	json_object_object_get_ex(reply->obj, "session", &so);
+	remember(c, name, proto_get_string(so, "kernel_name"), *session_fd);
+	proto_msg_clear(reply);
+	return 0;
+}
+
 int luod_create_session(struct luod_client *c, const char *name,
 			int *session_fd)
 {
 	struct json_object *req;
-	struct proto_msg reply;
+	struct proto_msg reply = { 0 };
 	int r;
 
 	if (!c || !session_fd || !proto_valid_name(name))
@@ -548,23 +689,7 @@ int luod_create_session(struct luod_client *c, const char *name,
 	req = request(c, "CREATE_SESSION", true);
 	add_string(req, "name", name);
 	r = call(c, req, &reply);
-	if (r < 0)
-		return r;
-	if (reply.n_fds != 1) {
-		proto_msg_clear(&reply);
-		return -EBADMSG;
-	}
-	*session_fd = reply.fds[0];
-	reply.n_fds = 0;
-	{
-		struct json_object *so = NULL;
-
-		json_object_object_get_ex(reply.obj, "session", &so);
-		remember(c, name, proto_get_string(so, "kernel_name"),
-			 *session_fd);
-	}
-	proto_msg_clear(&reply);
-	return 0;
+	return session_reply(c, name, r, &reply, session_fd);
 }
 
 static uint64_t get_u64(struct json_object *o, const char *key)

@@ -90,8 +90,10 @@ static void fake_send(struct fake *f, int sock, const char *tmpl,
 		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
 		memcpy(CMSG_DATA(c), wr, sizeof(int) * (size_t)n_fds);
 	}
-	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)iov.iov_len)
+	if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)iov.iov_len) {
+		fprintf(stderr, "fake: sendmsg: %m\n");
 		f->failed = true;
+	}
 	for (int i = 0; i < n_fds; i++)
 		close(wr[i]);
 }
@@ -107,6 +109,10 @@ static void *fake_main(void *arg)
 		f->failed = true;
 		return NULL;
 	}
+	/* A client that waits for a reply the fake holds back (it expects
+	 * more requests first) fails in seconds, not never. */
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO,
+		   &(struct timeval){ .tv_sec = 5 }, sizeof(struct timeval));
 	for (size_t i = 0;
 	     i < MAX_STEPS && (f->steps[i].expect || f->steps[i].lines[0]);
 	     i++) {
@@ -118,6 +124,7 @@ static void *fake_main(void *arg)
 		if (s->expect) {
 			if (proto_recv(sock, &r, &m) < 0 ||
 			    !streq(proto_get_string(m.obj, "cmd"), s->expect)) {
+				fprintf(stderr, "fake: step %zu: wanted %s\n", i, s->expect);
 				f->failed = true;
 				proto_msg_clear(&m);
 				break;
@@ -398,6 +405,72 @@ static void test_claim(void **state)
 	fake_stop(f);
 }
 
+/* The three requests of a first start arrive before any reply is sent:
+ * one round trip. An event among the replies is queued. */
+static void test_connect_subscribed_pipelines(void **state)
+{
+	struct step steps[] = {
+		{ .expect = "HELLO" },
+		{ .expect = "CREATE_SESSION" },
+		{ .expect = "SUBSCRIBE",
+		  .lines = { "{\"ok\":true,\"reply\":\"HELLO\",\"version\":1,"
+			     "\"generation\":5,\"seq\":1}",
+			     "{\"ok\":true,\"reply\":\"CREATE_SESSION\",\"seq\":2,"
+			     "\"session\":{\"name\":\"ram\",\"kernel_name\":"
+			     "\"luod.1.vm1.ram\"},\"fds\":1}",
+			     "{\"event\":\"ABORTED\",\"update\":3,\"reason\":\"test\"}",
+			     "{\"ok\":true,\"reply\":\"SUBSCRIBE\",\"seq\":3}" },
+		  .fds = { 0, 1 } },
+	};
+	struct fake *f = fake_start(steps, ARRAY_SIZE(steps));
+	struct luod_client *c = NULL;
+	struct luod_event ev;
+	struct json_object *req;
+	int sfd = -1;
+
+	(void)state;
+	assert_int_equal(luod_connect_subscribed(f->path, "vm1", "ram", &sfd, &c),
+			 0);
+	assert_int_equal(luod_generation(c), 5);
+	assert_fd_is_pipe(f, 0, sfd);
+	req = json_tokener_parse(f->got[1]);
+	assert_string_equal(proto_get_string(req, "name"), "ram");
+	assert_string_equal(proto_get_string(req, "id"), "vm1");
+	json_object_put(req);
+	assert_true(poll_readable(luod_fd(c)));
+	assert_int_equal(luod_next_event(c, &ev, 0), 1);
+	assert_int_equal(ev.type, LUOD_EVENT_ABORTED);
+	assert_false(poll_readable(luod_fd(c)));
+	close(sfd);
+	luod_disconnect(c);
+	fake_stop(f);
+}
+
+/* A refused CREATE_SESSION: the errno says why, nothing stays open. */
+static void test_connect_subscribed_refused(void **state)
+{
+	struct step steps[] = {
+		{ .expect = "HELLO" },
+		{ .expect = "CREATE_SESSION" },
+		{ .expect = "SUBSCRIBE",
+		  .lines = { "{\"ok\":true,\"reply\":\"HELLO\",\"version\":1,\"seq\":1}",
+			     "{\"ok\":false,\"reply\":\"CREATE_SESSION\",\"seq\":2,"
+			     "\"error\":\"ALREADY_EXISTS\",\"message\":\"taken\"}",
+			     "{\"ok\":true,\"reply\":\"SUBSCRIBE\",\"seq\":3}" } },
+	};
+	struct fake *f = fake_start(steps, ARRAY_SIZE(steps));
+	struct luod_client *c = NULL;
+	int sfd = -1;
+
+	(void)state;
+	assert_int_equal(luod_connect_subscribed(f->path, "vm1", "ram", &sfd, &c),
+			 -EEXIST);
+	assert_null(c);
+	assert_int_equal(luod_connect_subscribed(f->path, NULL, "ram", &sfd, &c),
+			 -EINVAL);
+	fake_stop(f);
+}
+
 static void test_events_and_timeout(void **state)
 {
 	struct step steps[] = {
@@ -509,6 +582,8 @@ int main(void)
 		cmocka_unit_test(test_stale_reply_ignored),
 		cmocka_unit_test(test_refusal),
 		cmocka_unit_test(test_claim),
+		cmocka_unit_test(test_connect_subscribed_pipelines),
+		cmocka_unit_test(test_connect_subscribed_refused),
 		cmocka_unit_test(test_events_and_timeout),
 		cmocka_unit_test(test_call_json),
 		cmocka_unit_test(test_connection_lost),
