@@ -361,7 +361,7 @@ static void client_serve(struct daemon *d, struct client *c)
 	}
 }
 
-static void client_read(struct daemon *d, struct client *c)
+static void client_read_lines(struct daemon *d, struct client *c)
 {
 	/* Lines left over from a pause for the rate limit first: no new
 	 * byte may come to wake luod for them. */
@@ -372,16 +372,27 @@ static void client_read(struct daemon *d, struct client *c)
 
 		if (r == -EAGAIN || r == -EINTR)
 			break;
-		if (r == 0) {
-			client_fail(d, c, "connection closed");
-			return;
-		}
-		if (r < 0) {
-			client_fail(d, c, strerror(-r));
+		if (r <= 0) {
+			/* A peer that shut its side down still reads its
+			 * replies. */
+			client_flush(d, c);
+			client_fail(d, c, r == 0 ? "connection closed" :
+						   strerror(-r));
 			return;
 		}
 		client_serve(d, c);
 	}
+}
+
+/* The replies to what one wakeup read go out together: a client that
+ * sends several requests at once (libluod's luod_connect_subscribed)
+ * gets them in one write, not one each. */
+static void client_read(struct daemon *d, struct client *c)
+{
+	c->corked = true;
+	client_read_lines(d, c);
+	c->corked = false;
+	client_flush(d, c);
 }
 
 static void client_io(struct daemon *d, struct watch *w, uint32_t events)

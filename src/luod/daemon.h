@@ -87,6 +87,8 @@ struct client {
 	struct client *gc_next;
 	char gone_why[64];
 	bool throttled; /* out of requests for now: luod does not read it */
+	bool corked; /* its requests are being served: replies wait to go
+			out together (output.c) */
 	bool counted; /* in d->uids: root and the admin group are not */
 	struct idle_link idle; /* in d->idle while it has no client id */
 	struct idle_link throttle; /* in d->throttled while throttled; since_us:

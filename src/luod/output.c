@@ -9,6 +9,9 @@
 #include "daemon.h"
 #include "log.h"
 
+/* Past this much a corked client's replies go out before the rest. */
+#define CORK_MAX_BYTES (64 * 1024)
+
 void client_fail(struct daemon *d, struct client *c, const char *why)
 {
 	if (c->dead)
@@ -84,6 +87,8 @@ void client_send(struct daemon *d, struct client *c, struct json_object *msg,
 		json_object_put(e);
 	}
 	json_object_put(msg);
+	if (r >= 0 && c->corked && c->out.queued_bytes < CORK_MAX_BYTES)
+		return; /* client_read() flushes when it is done */
 	if (r < 0) {
 		log_errno(r, "cannot queue a message for client %s (pid %d), so luod closes its connection for it to connect again",
 			  client_name(c), (int)c->pid);

@@ -390,6 +390,11 @@ static void reboot_now(struct daemon *d)
 	update_progress_flush(d);
 	progress(d, "reboot", NULL, NULL);
 	finish_requester(d, NULL, NULL);
+	/* The replies waiting to go out together go now, before the
+	 * reboot: luoctl tells a kexec from a luod that died by them. */
+	for (struct client *c = d->clients; c; c = c->next)
+		if (c->corked)
+			client_flush(d, c);
 	sync();
 	if (d->cfg.no_reboot) {
 		log_notice("--no-reboot: stopping before %s",
