@@ -172,7 +172,8 @@ void client_accept(struct daemon *d, struct watch *w, uint32_t events)
 			continue;
 		}
 		c->counted = !admin;
-		if (daemon_watch(d, &c->watch, EPOLLIN | EPOLLRDHUP) < 0) {
+		c->events = EPOLLIN | EPOLLRDHUP;
+		if (daemon_watch(d, &c->watch, c->events) < 0) {
 			if (c->counted)
 				uid_table_del(&d->uids, c->uid);
 			close(fd);
@@ -381,6 +382,10 @@ static void client_read_lines(struct daemon *d, struct client *c)
 			return;
 		}
 		client_serve(d, c);
+		/* Nothing more was there: epoll says when there is, which
+		 * saves a read that would only say EAGAIN per request. */
+		if (c->in.short_read)
+			break;
 	}
 }
 

@@ -806,7 +806,7 @@ void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m)
 	const char *id = NULL;
 	char err[256];
 
-	for (size_t i = 0; q.cmd && i < ARRAY_SIZE(commands); i++)
+	for (size_t i = 0; q.cmd && !cmd && i < ARRAY_SIZE(commands); i++)
 		if (streq(commands[i].name, q.cmd))
 			cmd = &commands[i];
 	if (!q.cmd) {

@@ -85,8 +85,9 @@ struct client {
 				still reaches it, as an ABORTED event */
 	bool dead; /* in the gc queue, or gone: nothing more is read or sent */
 	struct client *gc_next;
-	char gone_why[64];
+	const char *gone_why; /* a literal or strerror()'s: not freed */
 	bool throttled; /* out of requests for now: luod does not read it */
+	uint32_t events; /* what epoll watches it for */
 	bool corked; /* its requests are being served: replies wait to go
 			out together (output.c) */
 	bool counted; /* in d->uids: root and the admin group are not */

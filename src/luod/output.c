@@ -17,7 +17,7 @@ void client_fail(struct daemon *d, struct client *c, const char *why)
 	if (c->dead)
 		return;
 	c->dead = true;
-	snprintf(c->gone_why, sizeof(c->gone_why), "%s", why);
+	c->gone_why = why;
 	c->gc_next = NULL;
 	if (!d->gc_tail)
 		d->gc_tail = &d->gc_head;
@@ -29,10 +29,13 @@ void client_fail(struct daemon *d, struct client *c, const char *why)
 /* A throttled client is not read, only written to. */
 void client_rewatch(struct daemon *d, struct client *c, bool out)
 {
-	uint32_t ev = c->throttled ? 0 : EPOLLIN | EPOLLRDHUP;
+	uint32_t ev = (c->throttled ? 0 : EPOLLIN | EPOLLRDHUP) |
+		      (out ? EPOLLOUT : 0);
 
-	if (!c->dead)
-		daemon_rewatch(d, &c->watch, ev | (out ? EPOLLOUT : 0));
+	/* Most flushes change nothing: no epoll_ctl for them. */
+	if (!c->dead && ev != c->events &&
+	    daemon_rewatch(d, &c->watch, ev) == 0)
+		c->events = ev;
 }
 
 void client_flush(struct daemon *d, struct client *c)

@@ -141,6 +141,7 @@ int proto_reader_fill(struct proto_reader *r, int sock)
 	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return -errno;
+	r->short_read = (size_t)n < iov.iov_len;
 
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c;
 	     c = CMSG_NXTHDR(&mh, c)) {

@@ -55,6 +55,7 @@ struct proto_reader {
 	struct proto_fd_batch *batches;
 	size_t n_batches, cap_batches;
 	size_t max_line; /* 0: PROTO_MAX_LINE; luod's clients: PROTO_MAX_REPLY */
+	bool short_read; /* the last fill took less than it had room for */
 };
 
 void proto_reader_free(struct proto_reader *r);
