@@ -176,20 +176,32 @@ void sessions_leave(struct daemon *d, const char *id)
 		session_set_left(d, s, true);
 }
 
-/* luod-keeper hands back what it held for a previous luod. */
-static void adopt_from_keeper(struct daemon *d, const char *kname, int fd)
+/*
+ * The detached session a custodian's fd is, or NULL when it is not ours to
+ * serve (no record, or luod has it): then fd is closed here, and the
+ * custodian's own copy stays where it is.
+ */
+static struct session *adoptable(struct daemon *d, const char *kname, int fd,
+				 const char *unknown)
 {
 	struct session *s = session_by_kernel_name(d, kname);
 
-	if (!s || s->fd >= 0) {
-		/* Not ours to serve (no record, or luod has it): the keeper's
-		 * copy stays where it is, and luod keeps none. */
-		if (!s)
-			log_warning("luod-keeper holds %s, which luod's manifest does not know, so it stays held there",
-				    kname);
-		close(fd);
+	if (s && s->fd < 0)
+		return s;
+	if (!s)
+		log_warning("%s %s, which luod's manifest does not know, so it stays there",
+			    unknown, kname);
+	close(fd);
+	return NULL;
+}
+
+/* luod-keeper hands back what it held for a previous luod. */
+static void adopt_from_keeper(struct daemon *d, const char *kname, int fd)
+{
+	struct session *s = adoptable(d, kname, fd, "luod-keeper holds");
+
+	if (!s)
 		return;
-	}
 	/* Incoming in the manifest but held: luod died in the middle of a
 	 * CLAIM, after the kernel's retrieve. */
 	if (s->state == SESSION_INCOMING)
@@ -235,15 +247,11 @@ void sessions_adopt_fdstore(struct daemon *d)
 	int fd;
 
 	while ((fd = fdstore_take_session(kname)) >= 0) {
-		struct session *s = session_by_kernel_name(d, kname);
+		struct session *s = adoptable(
+			d, kname, fd, "systemd's fd store holds session");
 
-		if (!s || s->fd >= 0) {
-			if (!s)
-				log_warning("systemd's fd store holds session %s, which luod's manifest does not know, so it stays there until luod.service stops",
-					    kname);
-			close(fd);
+		if (!s)
 			continue;
-		}
 		s->fd = fd;
 		s->in_fdstore = true;
 		/* An incoming session the keeper held would read, to the next
