@@ -735,39 +735,39 @@ static void cmd_abort(struct request *q)
 #define ARG(f) offsetof(struct args, f)
 #define F(name, type, flags, member) { name, type, flags, ARG(member), 0, 0 }
 
-static const struct field no_fields[] = { { NULL, 0, 0, 0, 0, 0 } };
+static const struct field no_fields[] = { FIELDS_END };
 static const struct field hello_fields[] = {
 	{ "version", FIELD_INT, 0, ARG(version), INT64_MIN, INT64_MAX },
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 static const struct field name_fields[] = {
 	F("name", FIELD_NAME, FIELD_MANDATORY, name),
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 static const struct field claim_fields[] = {
 	F("name", FIELD_NAME, 0, name),
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 static const struct field not_ready_fields[] = {
 	F("reason", FIELD_STRING, 0, reason),
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 static const struct field load_fields[] = {
 	F("kernel", FIELD_PATH, FIELD_MANDATORY, kernel),
 	F("initrd", FIELD_PATH, 0, initrd),
 	F("cmdline", FIELD_STRING, 0, cmdline),
 	F("reuse_cmdline", FIELD_BOOL, 0, reuse_cmdline),
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 static const struct field kexec_fields[] = {
 	{ "timeout", FIELD_INT, 0, ARG(timeout), 1, 86400 },
 	F("force", FIELD_BOOL, 0, force),
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 /* Every request's: "cmd" was read to find the command. */
 static const struct field common_fields[] = {
 	{ "id", FIELD_NAME, 0, 0, 0, 0 },
-	{ NULL, 0, 0, 0, 0, 0 }
+	FIELDS_END
 };
 
 static const struct command {

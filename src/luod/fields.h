@@ -21,6 +21,8 @@ enum field_type {
 };
 
 #define FIELD_MANDATORY 1u
+/* A table's last entry. */
+#define FIELDS_END { NULL, 0, 0, 0, 0, 0 }
 
 struct field {
 	const char *name;

@@ -5,7 +5,6 @@
  * Every change is told to the journal through d->journal_session.
  */
 #include <inttypes.h>
-#include <sys/timerfd.h>
 
 #include "config.h"
 #include "daemon.h"
@@ -377,14 +376,11 @@ uint64_t grace_deadline_us(struct daemon *d)
 void grace_arm(struct daemon *d)
 {
 	uint64_t deadline = grace_deadline_us(d), now = now_real_us(), left;
-	struct itimerspec its = { 0 };
 
 	if (!sessions_count(d, SESSION_INCOMING) || !d->cfg.grace_s)
 		return;
 	left = deadline > now ? deadline - now : 1;
-	its.it_value.tv_sec = (time_t)(left / 1000000);
-	its.it_value.tv_nsec = (long)(left % 1000000) * 1000;
-	timerfd_settime(d->grace.fd, 0, &its, NULL);
+	timer_arm(d->grace.fd, left);
 	log_info("%u unclaimed sessions will be released in %" PRIu64
 		 " s unless claimed",
 		 sessions_count(d, SESSION_INCOMING), left / 1000000);

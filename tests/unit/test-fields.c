@@ -23,7 +23,7 @@ static const struct field table[] = {
 	{ "text", FIELD_STRING, 0, A(text), 0, 0 },
 	{ "n", FIELD_INT, 0, A(n), 1, 86400 },
 	{ "flag", FIELD_BOOL, 0, A(flag), 0, 0 },
-	{ NULL, 0, 0, 0, 0, 0 },
+	FIELDS_END,
 };
 
 static int run(const char *json, struct args *a, char *err)
