@@ -18,25 +18,7 @@ void manifest_clear(struct manifest *m)
 	*m = (struct manifest){ 0 };
 }
 
-/*
- * Each json-c allocation is checked: a field silently missing from the
- * manifest would lose its session at the next start, so any failure makes
- * the whole encoding fail, and the caller keeps what it had.
- */
-static bool put(struct json_object *o, const char *key, struct json_object *v)
-{
-	if (!o || !v) {
-		if (v)
-			json_object_put(v);
-		return false;
-	}
-	if (json_object_object_add(o, key, v) < 0) {
-		json_object_put(v);
-		return false;
-	}
-	return true;
-}
-
+/* The timeline replayed from the journal: a failed add is seen. */
 static bool append(struct json_object *arr, struct json_object *v)
 {
 	if (!arr || !v || json_object_array_add(arr, v) < 0) {
@@ -45,27 +27,6 @@ static bool append(struct json_object *arr, struct json_object *v)
 		return false;
 	}
 	return true;
-}
-
-static struct json_object *session_to_json(const struct manifest_session *s)
-{
-	struct json_object *so = json_object_new_object();
-
-	if (!put(so, "client", json_object_new_string(s->client)) ||
-	    !put(so, "name", json_object_new_string(s->name)) ||
-	    !put(so, "kernel_name", json_object_new_string(s->kernel_name)) ||
-	    !put(so, "uid", json_object_new_int64(s->uid)) ||
-	    !put(so, "generation", json_object_new_uint64(s->generation)) ||
-	    !put(so, "created_us", json_object_new_uint64(s->created_us)) ||
-	    (s->incoming &&
-	     !put(so, "incoming", json_object_new_boolean(1))) ||
-	    (s->claimed && !put(so, "claimed", json_object_new_boolean(1))) ||
-	    (s->left && !put(so, "left", json_object_new_boolean(1)))) {
-		if (so)
-			json_object_put(so);
-		return NULL;
-	}
-	return so;
 }
 
 /*
@@ -110,22 +71,51 @@ static void text_add(struct text *t, const char *s, size_t n)
 
 static void text_str(struct text *t, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s;
+
 	text_add(t, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	while (*p) {
+		const unsigned char *run = p;
 		char esc[8];
 
+		/* Plain characters go in one copy: names are nearly all plain. */
+		while (*p && *p != '"' && *p != '\\' && *p >= 0x20)
+			p++;
+		text_add(t, (const char *)run, (size_t)(p - run));
+		if (!*p)
+			break;
 		if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
 			text_add(t, esc, 2);
-		} else if (*p < 0x20) {
+		} else {
 			snprintf(esc, sizeof(esc), "\\u%04x", *p);
 			text_add(t, esc, 6);
-		} else {
-			text_add(t, (const char *)p, 1);
 		}
+		p++;
 	}
 	text_add(t, "\"", 1);
+}
+
+static void text_lit(struct text *t, const char *s)
+{
+	text_add(t, s, strlen(s));
+}
+
+static void text_u64(struct text *t, uint64_t v)
+{
+	char num[24];
+
+	text_add(t, num, (size_t)snprintf(num, sizeof(num), "%" PRIu64, v));
+}
+
+/* ,"key":v */
+static void text_key_u64(struct text *t, const char *key, uint64_t v)
+{
+	text_add(t, ",", 1);
+	text_str(t, key);
+	text_add(t, ":", 1);
+	text_u64(t, v);
 }
 
 static void text_json(struct text *t, struct json_object *v)
@@ -184,56 +174,70 @@ static void text_json(struct text *t, struct json_object *v)
 	}
 }
 
-/* A malloc()ed copy of o's text, or NULL; o is released either way. */
-static char *to_text(struct json_object *o, const char *suffix)
+/* Keys in the order decoders and older copies have always seen. */
+static void text_session(struct text *t, const struct manifest_session *s)
+{
+	text_lit(t, "{\"client\":");
+	text_str(t, s->client);
+	text_lit(t, ",\"name\":");
+	text_str(t, s->name);
+	text_lit(t, ",\"kernel_name\":");
+	text_str(t, s->kernel_name);
+	text_key_u64(t, "uid", s->uid);
+	text_key_u64(t, "generation", s->generation);
+	text_key_u64(t, "created_us", s->created_us);
+	if (s->incoming)
+		text_lit(t, ",\"incoming\":true");
+	if (s->claimed)
+		text_lit(t, ",\"claimed\":true");
+	if (s->left)
+		text_lit(t, ",\"left\":true");
+	text_add(t, "}", 1);
+}
+
+/* t's text, or NULL with t's buffer freed if any step failed. */
+static char *text_done(struct text *t)
+{
+	if (t->failed || !t->buf) {
+		free(t->buf);
+		return NULL;
+	}
+	return t->buf;
+}
+
+/*
+ * Written directly rather than through json-c objects: this runs for every
+ * session at each rewrite of the copy under /run, and its journal
+ * counterparts below at every CLAIM and FINISHED.
+ */
+char *manifest_encode(const struct manifest *m)
 {
 	struct text t = { 0 };
 
-	if (!o)
-		return NULL;
-	text_json(&t, o);
-	text_add(&t, suffix, strlen(suffix));
-	json_object_put(o);
-	if (t.failed) {
-		free(t.buf);
-		return NULL;
+	text_lit(&t, "{\"format\":");
+	text_str(&t, MANIFEST_FORMAT);
+	text_key_u64(&t, "version", MANIFEST_VERSION);
+	text_key_u64(&t, "generation", m->generation);
+	text_key_u64(&t, "next_serial", m->next_serial);
+	if (m->journal_seq)
+		text_key_u64(&t, "journal_seq", m->journal_seq);
+	text_lit(&t, ",\"sessions\":[");
+	for (size_t i = 0; i < m->n_sessions; i++) {
+		if (i)
+			text_add(&t, ",", 1);
+		text_session(&t, &m->sessions[i]);
 	}
-	return t.buf;
-}
-
-char *manifest_encode(const struct manifest *m)
-{
-	struct json_object *o = json_object_new_object(),
-			   *arr = json_object_new_array();
-	bool ok = o && arr;
-
-	for (size_t i = 0; ok && i < m->n_sessions; i++)
-		ok = append(arr, session_to_json(&m->sessions[i]));
-	if (!ok) {
-		if (arr)
-			json_object_put(arr);
-		if (o)
-			json_object_put(o);
-		return NULL;
+	text_add(&t, "]", 1);
+	if (m->timeline) {
+		text_lit(&t, ",\"timeline\":");
+		text_json(&t, m->timeline);
 	}
-	ok = put(o, "format", json_object_new_string(MANIFEST_FORMAT)) &&
-	     put(o, "version", json_object_new_int(MANIFEST_VERSION)) &&
-	     put(o, "generation", json_object_new_uint64(m->generation)) &&
-	     put(o, "next_serial", json_object_new_uint64(m->next_serial)) &&
-	     (!m->journal_seq ||
-	      put(o, "journal_seq", json_object_new_uint64(m->journal_seq)));
-	/* put() takes arr, added or not. */
-	ok = ok ? put(o, "sessions", arr) : (json_object_put(arr), false);
-	ok = ok &&
-	     (!m->timeline ||
-	      put(o, "timeline", json_object_get(m->timeline))) &&
-	     (!m->last_timeline ||
-	      put(o, "last_timeline", json_object_get(m->last_timeline)));
-	if (!ok) {
-		json_object_put(o);
-		return NULL;
+	if (m->last_timeline) {
+		text_lit(&t, ",\"last_timeline\":");
+		text_json(&t, m->last_timeline);
 	}
-	return to_text(o, "");
+	text_add(&t, "}", 1);
+	return text_done(&t);
 }
 
 _printf_(3, 4) static int bad(char *err, size_t errlen, const char *fmt, ...)
@@ -452,52 +456,44 @@ out:
 	return r;
 }
 
-static struct json_object *journal_record(uint64_t seq)
+static void journal_record(struct text *t, uint64_t seq, const char *key)
 {
-	struct json_object *o = json_object_new_object();
-
-	if (!put(o, "seq", json_object_new_uint64(seq))) {
-		if (o)
-			json_object_put(o);
-		return NULL;
-	}
-	return o;
-}
-
-/* The record with key = v as one line, or NULL; o and v are released. */
-static char *journal_line(struct json_object *o, const char *key,
-			  struct json_object *v)
-{
-	if (!put(o, key, v)) {
-		if (o)
-			json_object_put(o);
-		return NULL;
-	}
-	return to_text(o, "\n");
+	text_lit(t, "{\"seq\":");
+	text_u64(t, seq);
+	text_lit(t, key);
 }
 
 char *manifest_journal_put(uint64_t seq, uint64_t next_serial,
 			   const struct manifest_session *s)
 {
-	struct json_object *o = journal_record(seq);
+	struct text t = { 0 };
 
-	if (o && !put(o, "next_serial", json_object_new_uint64(next_serial))) {
-		json_object_put(o);
-		return NULL;
-	}
-	return journal_line(o, "put", session_to_json(s));
+	journal_record(&t, seq, ",\"next_serial\":");
+	text_u64(&t, next_serial);
+	text_lit(&t, ",\"put\":");
+	text_session(&t, s);
+	text_lit(&t, "}\n");
+	return text_done(&t);
 }
 
 char *manifest_journal_del(uint64_t seq, const char *kernel_name)
 {
-	return journal_line(journal_record(seq), "del",
-			    json_object_new_string(kernel_name));
+	struct text t = { 0 };
+
+	journal_record(&t, seq, ",\"del\":");
+	text_str(&t, kernel_name);
+	text_lit(&t, "}\n");
+	return text_done(&t);
 }
 
 char *manifest_journal_event(uint64_t seq, struct json_object *event)
 {
-	return journal_line(journal_record(seq), "event",
-			    json_object_get(event));
+	struct text t = { 0 };
+
+	journal_record(&t, seq, ",\"event\":");
+	text_json(&t, event);
+	text_lit(&t, "}\n");
+	return text_done(&t);
 }
 
 /* Drop the session with this kernel name, or with this client and name. */
