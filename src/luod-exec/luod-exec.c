@@ -1170,17 +1170,21 @@ static int step_prepare(int *exit_status)
 static int lost_luod(int r)
 {
 	luod_failed("lost luod", r);
+	luod_lost = true;
+	if (phase == PH_READY) {
+		/* systemctl kexec stops luod as well: after READY, luod going
+		 * away may be the reboot itself, and resuming now would change
+		 * memory that is on its way across. */
+		log_warning(
+			"luod went away after READY: %s stays as it was prepared until luod is back (the update is then over) or this reboot ends it; see luod-exec(1)",
+			arg.argv[0]);
+		return -1;
+	}
 	log_warning(
 		"%s keeps running; luod-exec reconnects when luod is back and hands it the session again",
 		arg.argv[0]);
-	luod_lost = true;
-	if (phase == PH_PREPARING) {
+	if (phase == PH_PREPARING)
 		update_aborted = true; /* once PROGRAM is done */
-	} else if (phase == PH_READY) {
-		r = resume_after_abort();
-		if (r >= 0)
-			return r;
-	}
 	return -1;
 }
 
@@ -1226,8 +1230,18 @@ static int run(int sfd)
 			if (timeout == -2)
 				return r;
 		}
-		if (luod_lost)
+		if (luod_lost) {
 			timeout = try_reconnect(timeout);
+			/* A luod that answers is a new one, not rebooting. */
+			if (!luod_lost && phase == PH_READY) {
+				log_info(
+					"luod is back, so the update did not happen: %s carries on",
+					arg.argv[0]);
+				r = resume_after_abort();
+				if (r >= 0)
+					return r;
+			}
+		}
 
 		r = poll(p, luod_lost ? 1 : 2, timeout);
 		if (r < 0 && errno != EINTR)

@@ -133,8 +133,10 @@ static int open_region(struct region *r, const char *state)
 	/* F_GET_SEALS works on memfds (shmem) only. */
 	check(fcntl(r->fd, F_GET_SEALS) >= 0, "%s: fd %d is a memfd (%s)",
 	      r->label, r->fd, link);
-	/* LUO keeps a memfd's pages, size and seals, but not its name. */
-	if (!streq(state, "restored"))
+	/* LUO keeps a memfd's pages, size and seals, but not its name; memory
+	 * restarted after an aborted update may have come across an earlier
+	 * one. */
+	if (streq(state, "new"))
 		check(!strncmp(link, "/memfd:luod-exec:", 17),
 		      "%s: fd %d is luod-exec's memfd", r->label, r->fd);
 	if (fstat(r->fd, &st) < 0 || st.st_size < 2 * PAGE) {
