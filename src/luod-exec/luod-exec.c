@@ -1188,12 +1188,19 @@ static int lost_luod(int r)
 	return -1;
 }
 
-/* While luod is away: try again. Returns the poll timeout to use. */
-static int try_reconnect(int timeout)
+/*
+ * While luod is away: try again. Returns the poll timeout to use; *answered
+ * says a luod that is not rebooting answered, whether or not it took the
+ * session back.
+ */
+static int try_reconnect(int timeout, bool *answered)
 {
 	static bool said;
 	int r = luod_reconnect(client, 0);
 
+	/* BUSY may be a luod that is rebooting. */
+	*answered = r == 0 ||
+		    (r == -EPROTO && !streq(luod_last_error(client), "BUSY"));
 	if (r == 0) {
 		luod_lost = said = false;
 		log_info(
@@ -1231,9 +1238,11 @@ static int run(int sfd)
 				return r;
 		}
 		if (luod_lost) {
-			timeout = try_reconnect(timeout);
+			bool answered;
+
+			timeout = try_reconnect(timeout, &answered);
 			/* A luod that answers is a new one, not rebooting. */
-			if (!luod_lost && phase == PH_READY) {
+			if (answered && phase == PH_READY) {
 				log_info(
 					"luod is back, so the update did not happen: %s carries on",
 					arg.argv[0]);
