@@ -80,6 +80,7 @@ static struct {
 	int resume_signal; /* 0: none */
 	int finish_signal; /* 0: FINISHED as soon as PROGRAM started */
 	long prepare_timeout_ms; /* 0: from luod's PREPARE */
+	long wait_luod_s; /* how long the start waits for luod */
 	bool qemu; /* PROGRAM is QEMU: save and load it over QMP */
 	bool signal_given;
 	const char *qmp_path;
@@ -90,6 +91,7 @@ static struct {
 } arg = {
 	.session = "exec",
 	.signal = SIGUSR1,
+	.wait_luod_s = 90,
 };
 
 static struct luod_client *client;
@@ -349,8 +351,23 @@ static int parse_fd_option(const char *s)
 
 /* luod */
 
+static bool starting; /* until PROGRAM runs: a lost luod is waited for */
+
+static bool connection_lost(int r)
+{
+	return r == -ECONNRESET || r == -EPIPE || r == -EIO || r == -ENOTCONN;
+}
+
+/* luod is restarting (or not up yet): the same request to a new one may work. */
+static bool luod_transient(int r)
+{
+	return r == -ENOENT || r == -ECONNREFUSED || connection_lost(r);
+}
+
 static int luod_failed(const char *what, int r)
 {
+	if (starting && luod_transient(r))
+		return r; /* wait_for_luod() says it */
 	if (r == -EPROTO)
 		log_error("%s: luod refused: %s: %s", what,
 			  luod_last_error(client),
@@ -857,11 +874,6 @@ static void release_session(void)
  */
 static bool finish_pending; /* the kernel's FINISH is done; luod not told */
 
-static bool connection_lost(int r)
-{
-	return r == -ECONNRESET || r == -EPIPE || r == -EIO || r == -ENOTCONN;
-}
-
 /* Tell luod, then preserve the memory again for the next update. */
 static int report_finished(const char *why)
 {
@@ -1326,6 +1338,8 @@ static void help(void)
 	       "      --qemu-state PATH     the VM's saved state, on a disk that survives a\n"
 	       "                            reboot (default: /var/lib/luod-exec/ID.cpr)\n"
 	       "  -S, --socket PATH         luod's socket (default: $LUOD_SOCKET, else luod's)\n"
+	       "      --wait-luod S         seconds the start waits for a luod that does not\n"
+	       "                            answer or restarts (default: 90; 0: no wait)\n"
 	       "  -h, --help                show this help\n"
 	       "\n"
 	       "Exit status: PROGRAM's, or 128+N if it was killed by signal N; 125 if\n"
@@ -1386,7 +1400,14 @@ static int make_parent(const char *path)
 
 static int parse_args(int argc, char **argv)
 {
-	enum { OPT_RESUME = 0x100, OPT_FINISH, OPT_QEMU, OPT_QMP, OPT_STATE };
+	enum {
+		OPT_RESUME = 0x100,
+		OPT_FINISH,
+		OPT_QEMU,
+		OPT_QMP,
+		OPT_STATE,
+		OPT_WAIT_LUOD
+	};
 	static char qmp_path[PATH_MAX], state_path[PATH_MAX];
 	static const struct option opts[] = {
 		{ "id", required_argument, NULL, 'i' },
@@ -1398,6 +1419,7 @@ static int parse_args(int argc, char **argv)
 		{ "resume-signal", required_argument, NULL, OPT_RESUME },
 		{ "finish-after", required_argument, NULL, OPT_FINISH },
 		{ "socket", required_argument, NULL, 'S' },
+		{ "wait-luod", required_argument, NULL, OPT_WAIT_LUOD },
 		{ "qemu", no_argument, NULL, OPT_QEMU },
 		{ "qmp", required_argument, NULL, OPT_QMP },
 		{ "qemu-state", required_argument, NULL, OPT_STATE },
@@ -1461,6 +1483,17 @@ static int parse_args(int argc, char **argv)
 		case 'S':
 			arg.socket = optarg;
 			break;
+		case OPT_WAIT_LUOD:
+			errno = 0;
+			arg.wait_luod_s = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg ||
+			    arg.wait_luod_s < 0 || arg.wait_luod_s > 86400) {
+				log_error(
+					"--wait-luod takes a whole number of seconds from 0 to 86400, not '%s'",
+					optarg);
+				return -EINVAL;
+			}
+			break;
 		case OPT_QEMU:
 			arg.qemu = true;
 			break;
@@ -1490,6 +1523,59 @@ static int parse_args(int argc, char **argv)
 	return arg.qemu ? check_qemu_args(qmp_path, state_path) : 0;
 }
 
+static int cannot_talk(int r)
+{
+	log_error(
+		"cannot talk to luod%s%s: %s; check that luod runs, or pass --socket or set $LUOD_SOCKET if it "
+		"listens elsewhere",
+		arg.socket ? " at " : "", arg.socket ? arg.socket : "",
+		strerror(-r));
+	return r;
+}
+
+/*
+ * A step of the start met a luod that is not answering: wait for one that
+ * does, up to --wait-luod from the first failure, and let the caller do
+ * the step again. A client that exists is reconnected, so a session this
+ * process holds is re-attached. Returns 0, or -errno (-EINTR: told to stop).
+ */
+static int wait_for_luod(int sfd, const char *what, int r)
+{
+	static uint64_t deadline;
+	struct signalfd_siginfo si;
+
+	if (!arg.wait_luod_s)
+		return cannot_talk(r);
+	if (!deadline) {
+		deadline =
+			now_mono_us() + (uint64_t)arg.wait_luod_s * 1000 * 1000;
+		log_warning(
+			"%s: %s; luod may be restarting, so luod-exec tries again for %ld s (--wait-luod)",
+			what, strerror(-r), arg.wait_luod_s);
+	}
+	while (now_mono_us() < deadline) {
+		struct pollfd p = { .fd = sfd, .events = POLLIN };
+
+		if (poll(&p, 1, 200) > 0 &&
+		    read(sfd, &si, sizeof(si)) == sizeof(si) &&
+		    (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT ||
+		     si.ssi_signo == SIGHUP)) {
+			log_info("got %s while waiting for luod: exiting",
+				 sig_name((int)si.ssi_signo));
+			return -EINTR;
+		}
+		r = client ? luod_reconnect(client, 0) :
+			     luod_connect(arg.socket, arg.id, &client);
+		if (r == 0) {
+			log_info("luod answers; carrying on with the start");
+			return 0;
+		}
+		if (!luod_transient(r))
+			return luod_failed("talking to luod again", r);
+	}
+	return cannot_talk(r);
+}
+
 /*
  * Claim what luod holds for this id. Returns 1 when our session came
  * through an update (incoming_fd set), 0 for a first start, or -errno.
@@ -1510,6 +1596,8 @@ static int claim(void)
 		return luod_failed("claiming the sessions of this id", r);
 	for (size_t i = 0; i < n; i++) {
 		if (streq(s[i].name, arg.session) && s[i].claimed) {
+			/* A claim again after luod restarted under the first. */
+			safe_close(incoming_fd);
 			incoming_fd = s[i].fd;
 			s[i].fd = -1;
 			log_info("claimed session %s (from generation %" PRIu64
@@ -1520,7 +1608,7 @@ static int claim(void)
 		}
 		if (streq(s[i].name, arg.session))
 			log_notice(
-				"session %s was made earlier in this boot by a luod-exec that has gone; its memory cannot be read back before an update, so PROGRAM starts with fresh memory",
+				"session %s was made earlier in this boot and is not this luod-exec's (an earlier one's, or one a luod that died never handed over); its memory cannot be read back before an update, so PROGRAM starts with fresh memory",
 				s[i].name);
 		else
 			log_notice(
@@ -1534,6 +1622,65 @@ static int claim(void)
 	}
 	luod_sessions_free(s, n);
 	return found;
+}
+
+/*
+ * Connect, take the memory (claimed, or new) and subscribe. luod may
+ * restart at any moment of it, as later: a step that met a restarting luod
+ * is done again with the new one. Returns 0, or -errno once said.
+ */
+static int start_luod(int sfd, const char **state)
+{
+	const char *what = "connecting to luod";
+	bool mems_made = false;
+	int r;
+
+	starting = true;
+	r = luod_connect(arg.socket, arg.id, &client);
+	if (r < 0 && !luod_transient(r))
+		return cannot_talk(r);
+	if (r < 0 && (r = wait_for_luod(sfd, what, r)) < 0)
+		return r;
+	for (;;) {
+		what = "claiming the sessions of this id";
+		r = claim();
+		if (r > 0) {
+			*state = "restored";
+			r = restore_mems(incoming_fd);
+			if (r < 0)
+				return r;
+			break;
+		}
+		if (r == 0) {
+			*state = "new";
+			for (size_t i = 0; !mems_made && i < arg.n_mems; i++)
+				if ((r = create_mem(&arg.mems[i])) < 0)
+					return r;
+			mems_made = true;
+			/* After a restart of luod here, the claim drops a
+			 * session the old one may have made. */
+			what = "creating the session";
+			r = preserve_all();
+			if (r == 0)
+				break;
+		}
+		if (!luod_transient(r))
+			return r;
+		r = wait_for_luod(sfd, what, r);
+		if (r < 0)
+			return r;
+	}
+	/* Subscribed before PROGRAM runs, so no update can miss it. While
+	 * luod holds the claimed session it refuses to start an update. */
+	while ((r = luod_subscribe(client)) < 0) {
+		if (!luod_transient(r))
+			return luod_failed("subscribing to updates", r);
+		r = wait_for_luod(sfd, "subscribing to updates", r);
+		if (r < 0)
+			return r;
+	}
+	starting = false;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -1557,42 +1704,16 @@ int main(int argc, char **argv)
 	r = setup_signals(&sfd);
 	if (r < 0)
 		return log_errno(r, "setting up signals"), EXIT_FAILED;
-	r = luod_connect(arg.socket, arg.id, &client);
-	if (r < 0) {
-		log_error(
-			"cannot talk to luod%s%s: %s; check that luod runs, or pass --socket or set $LUOD_SOCKET if it "
-			"listens elsewhere",
-			arg.socket ? " at " : "", arg.socket ? arg.socket : "",
-			strerror(-r));
-		return EXIT_FAILED;
-	}
-
-	r = claim();
+	r = start_luod(sfd, &state);
+	if (r == -EINTR)
+		return 0;
 	if (r < 0)
 		return EXIT_FAILED;
-	if (r > 0) {
-		state = "restored";
-		if (restore_mems(incoming_fd) < 0)
-			return EXIT_FAILED;
-	} else {
-		state = "new";
-		for (size_t i = 0; i < arg.n_mems; i++)
-			if (create_mem(&arg.mems[i]) < 0)
-				return EXIT_FAILED;
-		if (preserve_all() < 0)
-			return EXIT_FAILED;
-	}
 	describe_fds(fds, sizeof(fds));
 	for (size_t i = 0; i < arg.n_mems; i++)
 		log_info("%s: %s at fd %d (%s)", arg.mems[i].label,
 			 human_size(arg.mems[i].size), arg.mems[i].target,
 			 arg.mems[i].fresh ? "new" : "restored");
-
-	/* Subscribed before PROGRAM runs, so no update can miss it. While
-	 * luod holds the claimed session it refuses to start an update. */
-	r = luod_subscribe(client);
-	if (r < 0)
-		return luod_failed("subscribing to updates", r), EXIT_FAILED;
 	r = start_program(state);
 	if (r != 0) {
 		/* Nothing will use the memory: do not carry it along. */
@@ -1605,7 +1726,7 @@ int main(int argc, char **argv)
 		kill(prog.pid, SIGTERM);
 		return EXIT_FAILED;
 	}
-	if (incoming_fd >= 0)
+	if (incoming_fd >= 0 && arg.finish_signal)
 		log_info("waiting for %s before reporting FINISHED",
 			 sig_name(arg.finish_signal));
 	fflush(stderr);
