@@ -795,12 +795,12 @@ static const struct command {
 	{ "ABORT", cmd_abort, no_fields, true, false },
 };
 
-#if LUOD_TEST_HOOKS
 /* Tests: luod dies as a request comes, or once handled with its reply
  * still queued: the variable says CMD, or CMD:ID for one client's. */
 static void test_crash(const char *var, const char *cmd, const char *id)
 {
-	const char *v = getenv(var), *colon = v ? strchr(v, ':') : NULL;
+	const char *v = LUOD_TEST_HOOKS ? getenv(var) : NULL;
+	const char *colon = v ? strchr(v, ':') : NULL;
 	size_t n = colon ? (size_t)(colon - v) : (v ? strlen(v) : 0);
 
 	if (!v || !cmd || strlen(cmd) != n || strncmp(v, cmd, n))
@@ -808,14 +808,6 @@ static void test_crash(const char *var, const char *cmd, const char *id)
 	if (!colon || (id && streq(colon + 1, id)))
 		abort();
 }
-#else
-static void test_crash(const char *var, const char *cmd, const char *id)
-{
-	(void)var;
-	(void)cmd;
-	(void)id;
-}
-#endif
 
 void command_dispatch(struct daemon *d, struct client *c, struct proto_msg *m)
 {
