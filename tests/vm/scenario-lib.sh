@@ -12,6 +12,17 @@ expect() {
 }
 # status KEY: one field of `luoctl status --json`
 status() { luoctl status --json | json-get "$1"; }
+# sessions_of ID: how many sessions luod holds for client ID
+sessions_of() { luoctl list --json | tr '{' '\n' | grep -c "\"client\":\"$1\""; }
+# kill_all NAME...: SIGKILL every process of each NAME and wait for it
+kill_all() {
+	for name in "$@"; do
+		for pid in $(pidof "$name"); do
+			kill -9 "$pid"
+			while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+		done
+	done
+}
 
 # wait_for KEY VALUE [TRIES]: poll status until KEY is VALUE (0.2 s a try,
 # $WAIT_TRIES or 300 tries by default), then check it.
