@@ -160,14 +160,16 @@ int fdstore_store_manifest(const char *manifest_text, char *name,
  */
 int fdstore_kexec(const char *manifest_name, char *err, size_t errlen)
 {
+	char why[400];
 	int r;
 
-	r = systemd_kexec();
+	r = systemd_kexec(why, sizeof(why));
 	if (r == 0)
 		return 0;
 	snprintf(
 		err, errlen,
-		"systemctl --no-block kexec failed (see luod's log); nothing was rebooted");
+		"systemd refused the kexec (%s); nothing was rebooted: fix what it says and run luoctl kexec again",
+		why);
 	fdstore_forget_manifest(manifest_name);
 	return r;
 }

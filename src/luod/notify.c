@@ -469,38 +469,103 @@ void listen_fds_close_rest(void)
 	n_passed = 0;
 }
 
-int systemd_kexec(void)
+/* systemctl's last line of output: its reason, such as "Failed to start
+ * kexec.target: Unit kexec.target is masked." */
+static void last_line(int fd, char *msg, size_t len)
 {
-	int status;
+	char buf[2048], *end, *start;
+	size_t n = 0;
+	ssize_t r;
+
+	while ((r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0 ||
+	       (r < 0 && errno == EINTR)) {
+		n += r > 0 ? (size_t)r : 0;
+		if (n == sizeof(buf) - 1) { /* keep the tail */
+			memmove(buf, buf + n / 2, n - n / 2);
+			n -= n / 2;
+		}
+	}
+	buf[n] = '\0';
+	end = buf + n;
+	while (end > buf && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = '\0';
+	start = strrchr(buf, '\n');
+	snprintf(msg, len, "%s", start ? start + 1 : buf);
+}
+
+/*
+ * systemctl's own message can hide the cause: with kexec.target masked,
+ * systemd 262 says only "Call to Reboot failed: Access denied". So the
+ * target's load state is added when it is not "loaded".
+ */
+static void kexec_target_state(char *msg, size_t len)
+{
+	char st[64] = "";
+	FILE *f = popen(
+		"systemctl show -p LoadState --value kexec.target 2>/dev/null",
+		"re");
+	size_t n;
+
+	if (!f)
+		return;
+	if (!fgets(st, sizeof(st), f))
+		st[0] = '\0';
+	while (fgetc(f) != EOF) /* systemctl must not die of SIGPIPE */
+		;
+	pclose(f);
+	st[strcspn(st, "\n")] = '\0';
+	if (!st[0] || streq(st, "loaded"))
+		return;
+	n = strlen(msg);
+	snprintf(msg + n, len - n, "%skexec.target is %s", n ? "; " : "", st);
+}
+
+int systemd_kexec(char *msg, size_t len)
+{
+	_cleanup_close_ int rd = -1;
+	int status, p[2];
 	pid_t pid;
 
+	msg[0] = '\0';
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	rd = p[0];
 	pid = fork();
-	if (pid < 0)
-		return log_errno(-errno, "cannot fork to run systemctl kexec");
+	if (pid < 0) {
+		close(p[1]);
+		return -errno;
+	}
 	if (pid == 0) {
 		sigset_t none;
 
 		/* luod blocks SIGTERM for its signalfd; systemctl must not. */
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		dup2(p[1], STDOUT_FILENO);
+		dup2(p[1], STDERR_FILENO);
 		execlp("systemctl", "systemctl", "--no-block", "kexec",
 		       (char *)NULL);
 		_exit(127);
 	}
+	close(p[1]);
+	last_line(rd, msg, len);
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
-			return log_errno(-errno, "waiting for systemctl kexec");
+			return -errno;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-		log_error(
+		snprintf(
+			msg, len,
 			"cannot run systemctl: reboot_mode = systemd needs systemd; install it or set reboot_mode = direct");
 		return -ENOENT;
 	}
-	log_error(
-		"systemctl --no-block kexec failed (%s %d; its message is above); "
-		"nothing was rebooted",
-		WIFEXITED(status) ? "exit status" : "signal",
-		WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	kexec_target_state(msg, len);
+	if (!msg[0])
+		snprintf(msg, len, "systemctl %s %d without a message",
+			 WIFEXITED(status) ? "exited with status" :
+					     "was killed by signal",
+			 WIFEXITED(status) ? WEXITSTATUS(status) :
+					     WTERMSIG(status));
 	return -EIO;
 }

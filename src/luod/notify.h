@@ -66,6 +66,7 @@ void listen_fds_close_rest(void);
 /*
  * reboot_mode=systemd: `systemctl --no-block kexec`. Returns 0 once
  * systemd has queued the kexec (it then stops every service, luod
- * included), or -errno.
+ * included), or -errno with systemctl's reason (its last line of output)
+ * in msg.
  */
-int systemd_kexec(void);
+int systemd_kexec(char *msg, size_t len);

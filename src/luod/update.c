@@ -349,6 +349,19 @@ static int unstored(struct daemon *d, char *err, size_t len)
 	return 0;
 }
 
+/* Sent before the connections end, so that luoctl can tell a connection
+ * cut by the kexec from a luod that died. */
+static void tell_rebooting(struct daemon *d)
+{
+	update_progress_flush(d);
+	progress(d, "reboot", NULL, NULL);
+	finish_requester(d, NULL, NULL);
+	/* The replies waiting to go out together go now. */
+	for (struct client *c = d->clients; c; c = c->next)
+		if (c->corked)
+			client_flush(d, c);
+}
+
 static void reboot_now(struct daemon *d)
 {
 	_cleanup_close_ int state_fd = -1;
@@ -385,16 +398,11 @@ static void reboot_now(struct daemon *d)
 		   via_systemd ? "handing them to systemd for systemctl kexec" :
 				 "calling reboot(KEXEC)");
 	notify_status("update %" PRIu64 ": rebooting", d->update_id);
-	/* Sent before the reply so luoctl can tell a connection cut by the
-	 * kexec from a luod that died. */
-	update_progress_flush(d);
-	progress(d, "reboot", NULL, NULL);
-	finish_requester(d, NULL, NULL);
-	/* The replies waiting to go out together go now, before the
-	 * reboot: luoctl tells a kexec from a luod that died by them. */
-	for (struct client *c = d->clients; c; c = c->next)
-		if (c->corked)
-			client_flush(d, c);
+	/* The reboot syscall does not return, so the requester hears of it
+	 * before; systemctl does, so only once systemd took the kexec: a
+	 * luod killed before that is not taken for a reboot. */
+	if (!via_systemd || d->cfg.no_reboot)
+		tell_rebooting(d);
 	sync();
 	if (d->cfg.no_reboot) {
 		log_notice("--no-reboot: stopping before %s",
@@ -408,9 +416,12 @@ static void reboot_now(struct daemon *d)
 	if (via_systemd) {
 		/* systemd now stops every service, luod included, and
 		 * systemd-shutdown does the kexec. */
-		if (fdstore_kexec(stored, err, sizeof(err)) == 0)
+		if (fdstore_kexec(stored, err, sizeof(err)) == 0) {
+			tell_rebooting(d);
 			return;
-		update_abort(d, PROTO_E_KERNEL, "%s", err);
+		}
+		/* The requester, not told "rebooting" yet, gets an abort. */
+		update_abort(d, PROTO_E_ABORTED, "%s", err);
 		return;
 	}
 	r = kexec_reboot();
