@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
 #include "luod.h"
@@ -47,6 +49,8 @@
  * up and to load its state (a nested, emulated QEMU is slow). */
 #define QEMU_RAM_LABEL "ram"
 #define QEMU_START_TIMEOUT_US (180ULL * 1000 * 1000)
+/* Less room than this beside a failed save: the file system is the cause. */
+#define QEMU_STATE_ROOM (16ULL << 20)
 
 struct mem {
 	char label[LABEL_MAX + 1];
@@ -108,7 +112,7 @@ static char log_ident[LABEL_MAX + 16];
 static struct qmp *qmp;
 static char **qemu_argv; /* PROGRAM's arguments and luod-exec's */
 static bool qemu_saved; /* the state file holds this update's VM */
-static char prepare_error[600]; /* why QEMU could not get ready */
+static char prepare_error[1024]; /* why QEMU could not get ready */
 
 /* Signals */
 
@@ -736,6 +740,27 @@ static int qemu_started(const char *state)
 	return EXIT_FAILED;
 }
 
+/*
+ * QEMU 11.1 reports a write that ran out of space as "ram_save_setup
+ * failed: Input/output error": the cause, when it is that, is added.
+ */
+static const char *state_fs_full(void)
+{
+	static char buf[256];
+	_cleanup_free_ char *copy = strdup(arg.state_path);
+	const char *dir = copy ? dirname(copy) : NULL;
+	struct statvfs st;
+
+	if (!dir || statvfs(dir, &st) < 0 ||
+	    (uint64_t)st.f_bavail * st.f_frsize >= QEMU_STATE_ROOM)
+		return "";
+	snprintf(
+		buf, sizeof(buf),
+		" (the file system of %.120s is full: %s free; free some space or move --qemu-state)",
+		dir, human_size((uint64_t)st.f_bavail * st.f_frsize));
+	return buf;
+}
+
 /* PREPARE: QEMU saves the VM and quits; its exit makes luod-exec READY. */
 static void qemu_prepare(void)
 {
@@ -755,9 +780,11 @@ static void qemu_prepare(void)
 	if (r < 0) {
 		/* NOT_READY follows at once, and resume_after_abort() runs
 		 * the VM again. */
+		/* Half a file: no later load may take it. */
+		unlink(arg.state_path);
 		snprintf(prepare_error, sizeof(prepare_error),
-			 "QEMU (luod-exec %s) could not save the VM: %s",
-			 arg.id, err);
+			 "QEMU (luod-exec %s) could not save the VM: %s%s",
+			 arg.id, err, state_fs_full());
 		return;
 	}
 	qemu_saved = true;
@@ -984,6 +1011,42 @@ static void on_prepare(const struct luod_event *ev)
 }
 
 /*
+ * The VM runs again after an aborted update: QEMU goes on if it is still
+ * there, else starts again from the saved state, else (it died before the
+ * save ended) boots the VM afresh on the same memory, as after a crash:
+ * the memory stays in this session either way. Returns -1 to go on, or
+ * luod-exec's exit status.
+ */
+static int qemu_after_abort(void)
+{
+	char err[512];
+	int r;
+
+	if (prog.pid && qmp &&
+	    qemu_resume(qmp, now_mono_us() + 10000000, err, sizeof(err)) == 0)
+		return -1;
+	if (prog.pid) {
+		/* Its QMP is gone: QEMU is dying or beyond reach. */
+		kill(prog.pid, SIGKILL);
+		waitpid(prog.pid, &prog.status, 0);
+		prog.pid = 0;
+		qmp_close(qmp);
+		qmp = NULL;
+	}
+	if (qemu_saved) {
+		r = start_program("restarted");
+	} else {
+		log_warning(
+			"QEMU %s before it saved the VM, so the VM's devices are lost: luod-exec boots the VM again "
+			"on the same memory and session, as after a crash; see luod-exec(1), FAILURES",
+			describe_status(prog.status));
+		r = start_program("new");
+	}
+	qemu_saved = false;
+	return r == 0 ? -1 : r;
+}
+
+/*
  * An update PROGRAM got ready for did not happen: carry on. Returns -1 to
  * go on, or luod-exec's exit status when PROGRAM cannot.
  */
@@ -994,14 +1057,8 @@ static int resume_after_abort(void)
 	phase = PH_IDLE;
 	update_aborted = false;
 	prepare_error[0] = '\0';
-	if (arg.qemu && prog.pid && qmp) {
-		char err[512];
-
-		if (qemu_resume(qmp, now_mono_us() + 10000000, err,
-				sizeof(err)) < 0)
-			log_error("QEMU did not run the VM again: %s", err);
-		return -1;
-	}
+	if (arg.qemu)
+		return qemu_after_abort();
 	if (!prog.pid) {
 		if (exit_code(prog.status) != 0)
 			return exit_code(prog.status); /* reported already */
@@ -1151,7 +1208,7 @@ static int program_ended(void)
  */
 static int step_prepare(int *exit_status)
 {
-	char reason[600];
+	char reason[1024];
 	int r = check_prepared(reason, sizeof(reason));
 
 	if (r < 0)

@@ -175,8 +175,14 @@ int qemu_load(struct qmp *q, const char *state_path, uint64_t deadline_us,
 		     errlen);
 	if (r == 0)
 		r = wait_migration(q, deadline_us, err, errlen);
-	if (r < 0)
+	if (r < 0) {
+		_cleanup_free_ char *why = strdup(err);
+
+		snprintf(err, errlen,
+			 "QEMU could not load the VM's state file %s: %s",
+			 state_path, why ?: "out of memory");
 		return r;
+	}
 	for (;;) {
 		r = qemu_status(q, deadline_us, status, sizeof(status), err,
 				errlen);
