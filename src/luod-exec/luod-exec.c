@@ -699,10 +699,11 @@ static int build_qemu_argv(bool incoming)
 	return 0;
 }
 
-static void qemu_stop(void)
+/* SIGTERM, or SIGKILL for a QEMU whose QMP is gone: dying or beyond reach. */
+static void qemu_stop(int sig)
 {
 	if (prog.pid) {
-		kill(prog.pid, SIGTERM);
+		kill(prog.pid, sig);
 		waitpid(prog.pid, &prog.status, 0);
 		prog.pid = 0;
 	}
@@ -736,7 +737,7 @@ static int qemu_started(const char *state)
 		  "or 'luoctl release %s %s' to drop it",
 		  (int)prog.pid, streq(state, "new") ? "start" : "resume the VM",
 		  err, arg.session, arg.id, arg.session);
-	qemu_stop();
+	qemu_stop(SIGTERM);
 	return EXIT_FAILED;
 }
 
@@ -1025,14 +1026,7 @@ static int qemu_after_abort(void)
 	if (prog.pid && qmp &&
 	    qemu_resume(qmp, now_mono_us() + 10000000, err, sizeof(err)) == 0)
 		return -1;
-	if (prog.pid) {
-		/* Its QMP is gone: QEMU is dying or beyond reach. */
-		kill(prog.pid, SIGKILL);
-		waitpid(prog.pid, &prog.status, 0);
-		prog.pid = 0;
-		qmp_close(qmp);
-		qmp = NULL;
-	}
+	qemu_stop(SIGKILL);
 	if (qemu_saved) {
 		r = start_program("restarted");
 	} else {
